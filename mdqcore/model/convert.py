@@ -1,0 +1,183 @@
+"""The one cattrs converter: JSON <-> models, with every problem reported as `what @ $.path`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.cols import list_structure_factory
+from cattrs.gen import make_dict_unstructure_fn, make_mapping_structure_fn
+from cattrs.v import format_exception as _default_format
+
+from ..errors import PackageError, Problem
+from . import types as t
+from .atoms import ATOM_TYPES, Atom
+from .package import AUTO, MdqPackage
+
+_conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+for _typ, _check in ((str, t.check_str), (float, t.check_float), (int, t.check_int), (bool, t.check_bool),
+                     (t.Name, t.check_name), (t.SemVerStr, t.check_semver), (t.RangeStr, t.check_range),
+                     (t.Timestamp, t.check_timestamp)):
+    _conv.register_structure_hook(_typ, lambda v, _, c=_check: c(v))
+
+
+def _optional(check: Any) -> Any:
+    return lambda v, _: None if v is None else check(v)
+
+
+def _number_or_switch(v: Any, _: Any) -> float | bool | None:
+    if v is None or isinstance(v, bool):
+        return v
+    return t.check_float(v)
+
+
+def _strict_list(tp: Any, conv: cattrs.Converter) -> Any:
+    inner = list_structure_factory(tp, conv)
+
+    def hook(v: Any, typ: Any) -> Any:
+        if not isinstance(v, list):
+            raise t.Invalid(f"expected an array, got {t._json_type(v)}")
+        return inner(v, typ)
+    return hook
+
+
+def _strict_dict(tp: Any, conv: cattrs.Converter) -> Any:
+    inner = make_mapping_structure_fn(tp, conv)
+
+    def hook(v: Any, typ: Any) -> Any:
+        if not isinstance(v, dict):
+            raise t.Invalid(f"expected an object, got {t._json_type(v)}")
+        return inner(v, typ)
+    return hook
+
+
+_conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None) is list, _strict_list)
+_conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None) is dict, _strict_dict)
+_conv.register_structure_hook(Union[float, None], _optional(t.check_float))
+_conv.register_structure_hook(Union[str, None], _optional(t.check_str))
+_conv.register_structure_hook(Union[float, bool, None], _number_or_switch)
+
+
+def _structure_atom(v: Any, _: Any) -> Atom:
+    if not isinstance(v, dict):
+        raise t.Invalid(f"an atom must be an object with a 'type', got {t._json_type(v)}")
+    kind = v.get("type")
+    if kind not in ATOM_TYPES:
+        exc = t.Invalid("required field missing" if kind is None else
+                        f"unknown atom type {kind!r}; expected one of {', '.join(ATOM_TYPES)}")
+        exc.__notes__ = [cattrs.errors.AttributeValidationNote("atom type", "type", str)]
+        raise ClassValidationError("invalid atom", [exc], dict)
+    body = {k: x for k, x in v.items() if k != "type"}
+    return _conv.structure(body, ATOM_TYPES[kind])
+
+
+_ATOM_BODY = {cls: make_dict_unstructure_fn(cls, _conv) for cls in ATOM_TYPES.values()}
+
+
+def _unstructure_atom(a: Atom) -> dict[str, Any]:
+    body = {k: x for k, x in _ATOM_BODY[type(a)](a).items() if x is not None}
+    return {"type": type(a).__name__, **body}
+
+
+def _structure_inverse_item(v: Any, _: Any) -> Any:
+    if isinstance(v, str):
+        if v != AUTO:
+            raise t.Invalid(f"expected an atom object or {AUTO!r} (derive automatically), got {v!r}")
+        return v
+    return _structure_atom(v, Atom)
+
+
+_conv.register_structure_hook(Atom, _structure_atom)
+_conv.register_unstructure_hook(Atom, _unstructure_atom)
+for _cls in ATOM_TYPES.values():
+    _conv.register_unstructure_hook(_cls, _unstructure_atom)
+_conv.register_structure_hook(Union[Atom, Literal["..."]], _structure_inverse_item)
+_conv.register_unstructure_hook(Union[Atom, Literal["..."]], lambda v: v if isinstance(v, str) else _unstructure_atom(v))
+
+
+def _format(exc: BaseException, typ: type | None) -> str:
+    if isinstance(exc, t.Invalid):
+        return str(exc)
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return f"unknown key{'s' if len(exc.extra_fields) > 1 else ''} {', '.join(sorted(map(repr, exc.extra_fields)))}"
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, (TypeError, AttributeError)) and typ is not None and getattr(typ, "__origin__", None) is dict:
+        return "expected an object"
+    if isinstance(exc, TypeError) and "not iterable" in str(exc):
+        return "expected an array"
+    return _default_format(exc, typ)
+
+
+def problems_of(exc: BaseException) -> list[Problem]:
+    """Turn a cattrs structuring failure into Problems with JSON paths."""
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        lines = cattrs.transform_error(exc, path="$", format_exception=_format)
+    else:
+        lines = [f"{_format(exc, None)} @ $"]
+    out = []
+    for line in lines:
+        msg, _, path = line.rpartition(" @ ")
+        out.append(Problem(msg, path))
+    return out
+
+
+def structure(data: Any, cls: type, *, source: str = "document") -> Any:
+    """Build a model from parsed JSON, raising PackageError listing every problem."""
+    if not isinstance(data, dict):
+        raise PackageError([Problem(f"expected an object, got {t._json_type(data)}")], source=source)
+    try:
+        return _conv.structure(data, cls)
+    except (ClassValidationError, IterableValidationError, t.Invalid) as exc:
+        raise PackageError(problems_of(exc), source=source) from None
+
+
+def unstructure(obj: Any) -> Any:
+    """Return the JSON-ready form of a model (None-valued optional fields are dropped)."""
+    data = _conv.unstructure(obj)
+    return _drop_none(data)
+
+
+def _drop_none(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _drop_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list):
+        return [_drop_none(v) for v in x]
+    return x
+
+
+def parse_json(text: str | bytes, *, source: str = "document") -> Any:
+    """Parse JSON text, turning a syntax error into a PackageError with line and column."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PackageError([Problem(f"not UTF-8 text (byte {exc.start})")], source=source) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PackageError([Problem(f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")],
+                           source=source) from None
+
+
+def canonical_json(obj: Any) -> str:
+    """Return the canonical JSON of a model: sorted keys, no spaces, UTF-8 kept as is."""
+    return json.dumps(unstructure(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def load_package(source: str | Path | dict[str, Any]) -> MdqPackage:
+    """Load an MdqPackage from a file path, JSON text or an already parsed dict."""
+    if isinstance(source, dict):
+        return structure(source, MdqPackage, source="package")
+    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+        path = Path(source)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise PackageError([Problem(f"cannot read file: {exc.strerror}")], source=str(path)) from None
+        return structure(parse_json(raw, source=str(path)), MdqPackage, source=str(path))
+    return structure(parse_json(source, source="package"), MdqPackage, source="package")

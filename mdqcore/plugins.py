@@ -1,0 +1,177 @@
+"""Entry-point discovery (group "mdq.plugins"), the pluggy manager, and plugin listing.
+
+Each plugin loads as one transaction: its module is imported, registered with pluggy (which
+checks every hookimpl against its spec), then each of its hooks is called with a `register`
+callback bound to that plugin. If any step fails the plugin is marked broken with the reason,
+none of its capabilities stay registered, and the remaining plugins load as usual.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import traceback
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from typing import Any
+
+import pluggy
+from attrs import define, field
+
+from . import hookspecs
+from .errors import MdqError
+from .registry import KINDS, Capability, Registry
+
+GROUP = "mdq.plugins"
+ENV = "MDQ_PLUGINS"
+
+
+@define
+class PluginInfo:
+    """What the loader knows about one plugin: where it came from and whether it works."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    status: str = "ok"  # "ok" or "broken"
+    error: str | None = None
+    capabilities: list[Capability] = field(factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready summary (capabilities grouped by kind)."""
+        by_kind: dict[str, list[str]] = {}
+        for cap in self.capabilities:
+            by_kind.setdefault(cap.kind, []).append(cap.name)
+        return {
+            "name": self.name, "distribution": self.distribution, "version": self.version,
+            "status": self.status, "error": self.error,
+            "capabilities": {k: sorted(v) for k, v in sorted(by_kind.items())},
+        }
+
+
+def new_manager() -> pluggy.PluginManager:
+    """Return a pluggy manager that knows every kernel hookspec and no plugin."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def allowed_plugins(env: dict[str, str] | None = None) -> set[str] | None:
+    """Read MDQ_PLUGINS: None means all; an empty value means none; else a comma list."""
+    env = os.environ if env is None else env
+    if ENV not in env:
+        return None
+    return {p.strip() for p in env[ENV].split(",") if p.strip()}
+
+
+def _summarize(exc: BaseException) -> str:
+    """Say what an exception was and the innermost frame it came from."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}{where}" if msg else f"{type(exc).__name__}{where}"
+
+
+class Loader:
+    """Loads plugins into a Registry one transaction at a time; see the module docstring."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry if registry is not None else Registry()
+        self.pm = new_manager()
+
+    def load_entry_points(self, only: Iterable[str] | None = None) -> None:
+        """Load every plugin of the entry-point group, or just those named in `only`."""
+        eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
+        wanted = set(only) if only is not None else None
+        seen: set[str] = set()
+        for ep in eps:
+            if wanted is not None and ep.name not in wanted:
+                continue
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(ep.name, dist.metadata["Name"] if dist else None, dist.version if dist else None)
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not take the kernel down
+                self._broken(info, f"import of {ep.value!r} failed: {_summarize(exc)}")
+                continue
+            self.add(obj, info)
+        for name in sorted((wanted or set()) - seen):
+            self._broken(PluginInfo(name), f"MDQ_PLUGINS names {name!r} but no installed distribution "
+                                            f"has an entry point {name!r} in group {GROUP!r}")
+
+    def load_object(self, obj: Any, name: str, *, distribution: str | None = None, version: str | None = None) -> PluginInfo:
+        """Load one plugin object (a module or class instance) without any entry-point scan."""
+        return self.add(obj, PluginInfo(name, distribution, version))
+
+    def add(self, obj: Any, info: PluginInfo) -> PluginInfo:
+        """Register one plugin and run its hooks as one transaction."""
+        if info.name in self.registry.plugins:
+            return self._broken(info, f"a plugin named {info.name!r} is already loaded")
+        try:
+            self.pm.register(obj, name=info.name)
+        except pluggy.PluginValidationError as exc:
+            return self._broken(info, f"hook implementation does not match its spec: {exc}")
+        except ValueError as exc:  # pluggy refuses the same object twice
+            return self._broken(info, str(exc))
+        unknown = self._unknown_hooks(obj)
+        if unknown:
+            self.pm.unregister(obj)
+            return self._broken(info, "; ".join(unknown))
+        pending: list[Capability] = []
+        for kind in KINDS.values():
+            impls = [i for i in getattr(self.pm.hook, kind.hook).get_hookimpls() if i.plugin is obj]
+            for impl in impls:
+                def register(name: Any, cap_obj: Any = None, *, version: str | None = None,
+                             _kind: str = kind.name, **meta: Any) -> None:
+                    pending.append(self.registry.make_capability(
+                        _kind, name, cap_obj, plugin=info.name, distribution=info.distribution,
+                        version=version or info.version, meta=meta))
+                try:
+                    impl.function(register=register)
+                except Exception as exc:  # reported by name; the kernel keeps going
+                    self.pm.unregister(obj)
+                    return self._broken(info, f"raised in hook {kind.hook}: {_summarize(exc)}")
+        try:
+            self.registry.add_all(pending)
+        except MdqError as exc:
+            self.pm.unregister(obj)
+            return self._broken(info, str(exc))
+        info.capabilities = pending
+        self.registry.plugins[info.name] = info
+        return info
+
+    def _unknown_hooks(self, obj: Any) -> list[str]:
+        """Name the hookimpls of `obj` that match no kernel hook (a misspelt hook name)."""
+        problems = []
+        for attr in dir(obj):
+            if self.pm.parse_hookimpl_opts(obj, attr) is None or hasattr(self.pm.hook, attr) and \
+                    getattr(self.pm.hook, attr).spec is not None:
+                continue
+            close = difflib.get_close_matches(attr, hookspecs.hook_names(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{attr!r} is not an mdq hook{hint}")
+        return problems
+
+    def _broken(self, info: PluginInfo, reason: str) -> PluginInfo:
+        info.status, info.error, info.capabilities = "broken", reason, []
+        self.registry.plugins.setdefault(info.name, info)
+        return info
+
+
+def load(only: Iterable[str] | None = None, *, extra: Sequence[tuple[str, Any]] = (),
+         entry_points: bool = True) -> Registry:
+    """Discover and load plugins into a fresh Registry; MDQ_PLUGINS limits which when `only` is None."""
+    loader = Loader()
+    if entry_points:
+        loader.load_entry_points(only if only is not None else allowed_plugins())
+    for name, obj in extra:
+        loader.load_object(obj, name)
+    return loader.registry
+
+
+def broken(registry: Registry) -> list[PluginInfo]:
+    """Return the plugins that failed to load."""
+    return [p for p in registry.plugins.values() if p.status != "ok"]

@@ -1,0 +1,156 @@
+"""Plugin discovery and loading: good, broken, duplicate and filtered plugins (issue #2)."""
+
+from __future__ import annotations
+
+import pytest
+
+import mdqcore
+from mdqcore.plugins import allowed_plugins, broken
+
+from .conftest import GOOD_PLUGIN
+
+
+def test_good_plugin_is_found_with_distribution_and_version(make_dist):
+    make_dist("good", GOOD_PLUGIN, dist="mdq-good", version="2.3.4")
+    reg = mdqcore.load_plugins(only=["good"])
+    info = reg.plugins["good"]
+    assert (info.status, info.distribution, info.version) == ("ok", "mdq-good", "2.3.4")
+    cap = reg.get("gate", "legal")
+    assert (cap.plugin, cap.distribution, cap.version) == ("good", "mdq-good", "2.3.4")
+    assert reg.get("index_feature", "idf").meta["semiring"] == "max"
+    assert info.as_dict()["capabilities"] == {"gate": ["legal"], "index_feature": ["idf"]}
+
+
+def test_capability_may_carry_its_own_version(make_dist):
+    make_dist("ops", """
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_operators(register):
+            register("L", object(), version="2.1.0", params={"lambda_lex": (0, 1)})
+    """, version="0.3.0")
+    cap = mdqcore.load_plugins(only=["ops"]).get("operator", "L")
+    assert cap.version == "2.1.0" and cap.meta["params"] == {"lambda_lex": (0.0, 1.0)}
+
+
+def test_import_error_marks_plugin_broken_and_others_still_load(make_dist):
+    make_dist("good", GOOD_PLUGIN)
+    make_dist("explodes", "raise RuntimeError('database password missing')\n")
+    reg = mdqcore.load_plugins(only=["good", "explodes"])
+    assert reg.plugins["good"].status == "ok"
+    bad = reg.plugins["explodes"]
+    assert bad.status == "broken"
+    assert "import of 'mdqtest_explodes' failed: RuntimeError: database password missing" in bad.error
+    assert [p.name for p in broken(reg)] == ["explodes"]
+
+
+def test_misspelt_hook_argument_is_reported(make_dist):
+    make_dist("typo-arg", """
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_gates(registr):
+            registr("x", object())
+    """)
+    info = mdqcore.load_plugins(only=["typo-arg"]).plugins["typo-arg"]
+    assert info.status == "broken"
+    assert "does not match its spec" in info.error and "registr" in info.error
+
+
+def test_misspelt_hook_name_gets_a_suggestion(make_dist):
+    make_dist("typo-hook", """
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_gate(register):
+            register("x", object())
+    """)
+    info = mdqcore.load_plugins(only=["typo-hook"]).plugins["typo-hook"]
+    assert info.status == "broken"
+    assert "'register_gate' is not an mdq hook; did you mean 'register_gates'?" in info.error
+
+
+def test_hook_that_raises_leaves_no_partial_registration(make_dist):
+    make_dist("half", """
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_gates(register):
+            register("first", object())
+            raise ValueError("config file unreadable")
+    """)
+    reg = mdqcore.load_plugins(only=["half"])
+    info = reg.plugins["half"]
+    assert info.status == "broken"
+    assert "raised in hook register_gates: ValueError: config file unreadable" in info.error
+    assert reg.find("gate", "first") is None and len(reg) == 0
+
+
+def test_duplicate_capability_names_both_plugins(make_dist):
+    make_dist("alpha", GOOD_PLUGIN, dist="mdq-alpha")
+    make_dist("beta", GOOD_PLUGIN, dist="mdq-beta")
+    reg = mdqcore.load_plugins(only=["alpha", "beta"])
+    assert reg.plugins["alpha"].status == "ok"
+    err = reg.plugins["beta"].error
+    assert "index_feature 'idf' is registered twice" in err  # kinds load in KINDS order
+    assert "plugin 'alpha' (mdq-alpha 1.0.0)" in err and "plugin 'beta' (mdq-beta 1.0.0)" in err
+    assert reg.get("gate", "legal").plugin == "alpha"
+
+
+@pytest.mark.parametrize("target, fragment", [
+    ("mdqtest_no_such_module", "No module named 'mdqtest_no_such_module'"),
+    ("json:no_such_attribute", "AttributeError"),
+])
+def test_entry_point_pointing_nowhere(make_dist, target, fragment):
+    make_dist("nowhere", None, target=target)
+    info = mdqcore.load_plugins(only=["nowhere"]).plugins["nowhere"]
+    assert info.status == "broken" and fragment in info.error
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("register('op', object())", "an operator needs params="),
+    ("register('op', object(), params={'x': (1, 0)})", "is not a finite interval with lo <= hi"),
+    ("register('has space', object(), params={'x': (0, 1)})", "is not valid"),
+    ("register('op')", "needs an object, got None"),
+])
+def test_bad_registration_is_reported(make_dist, source, fragment):
+    make_dist("badreg", f"""
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_operators(register):
+            {source}
+    """)
+    info = mdqcore.load_plugins(only=["badreg"]).plugins["badreg"]
+    assert info.status == "broken" and fragment in info.error
+
+
+def test_index_feature_needs_a_semiring(make_dist):
+    make_dist("nosemiring", """
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_index_features(register):
+            register("idf", object(), semiring="product")
+    """)
+    assert "semiring='sum' or 'max'" in mdqcore.load_plugins(only=["nosemiring"]).plugins["nosemiring"].error
+
+
+def test_mdq_plugins_env_selects(make_dist, monkeypatch):
+    make_dist("good", GOOD_PLUGIN)
+    monkeypatch.setenv("MDQ_PLUGINS", "")
+    assert allowed_plugins() == set()
+    assert mdqcore.load_plugins().plugins == {}
+    monkeypatch.setenv("MDQ_PLUGINS", " good , ")
+    assert set(mdqcore.load_plugins().plugins) == {"good"}
+    monkeypatch.setenv("MDQ_PLUGINS", "good,missing")
+    reg = mdqcore.load_plugins()
+    assert reg.plugins["missing"].status == "broken"
+    assert "no installed distribution has an entry point 'missing'" in reg.plugins["missing"].error
+    monkeypatch.delenv("MDQ_PLUGINS")
+    assert allowed_plugins() is None
+
+
+def test_extra_objects_load_without_entry_points():
+    class Plugin:
+        @mdqcore.hookimpl
+        def register_evaluators(self, register):
+            register("coverage", lambda state, inputs: {"coverage": 1.0})
+
+    reg = mdqcore.load_plugins(extra=[("inline", Plugin())], entry_points=False)
+    assert reg.names("evaluator") == ["coverage"]
+    assert reg.get("evaluator", "coverage").distribution is None
