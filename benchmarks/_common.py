@@ -46,7 +46,7 @@ def report(name: str, title: str, columns: Sequence[str], rows: list[dict[str, A
         table.add_column(c)
     for r in rows:
         table.add_row(*(_fmt(r.get(c)) for c in columns))
-    Console(width=max(120, Console().width)).print(table)
+    Console(width=max(200, Console().width)).print(table)
     print(f"wrote {path}")
     return path
 

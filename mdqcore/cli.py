@@ -158,5 +158,14 @@ def pkg_schema() -> None:
     click.echo(json.dumps(package_schema(), indent=2, ensure_ascii=False))
 
 
+def _attach() -> None:
+    from .versions.commands import compat_cmd, resolve_cmd
+
+    main.add_command(resolve_cmd)
+    main.add_command(compat_cmd)
+
+
+_attach()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

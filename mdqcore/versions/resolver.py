@@ -1,0 +1,483 @@
+"""Dependency resolution with conflict-driven learning (PubGrub) and readable explanations.
+
+PubGrub (Weizenbaum 2018; the solver of Dart's pub, uv and Cargo's experiments) keeps a
+partial solution of decisions and derivations and a set of *incompatibilities*: sets of
+terms that must not all hold. Unit propagation derives what must follow; on a conflict it
+learns a new incompatibility by resolution, backjumps, and keeps the derivation tree, which
+is what makes the final explanation a chain of reasons rather than "no solution".
+
+Here every package has a finite, known list of versions, so a term's version set is a
+bitmask over that list plus one flag for "the package is not selected at all": set algebra
+is integer arithmetic. Sketch of the loop:
+
+    add {not root}                      # root must be selected
+    next = root
+    while True:
+        propagate(next)                 # derive; on conflict: learn, backjump, derive again
+        next = decide()                 # newest admissible version of the most constrained package
+        if next is None: return decisions
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from attrs import define, frozen
+
+from ..errors import MdqError
+from .index import Index
+from .ranges import Range, version_key
+
+ROOT = "$root"
+_SAT, _CONTRA, _INCONC = 0, 1, 2
+
+
+class ResolutionImpossible(MdqError):
+    """No set of versions satisfies the requirements; `str()` explains why, step by step."""
+
+    def __init__(self, explanation: str, incompatibility: Any = None) -> None:
+        self.explanation = explanation
+        self.incompatibility = incompatibility
+        super().__init__(explanation)
+
+
+@frozen
+class Requirement:
+    """`name@range`, optionally limited to one cohort (gray group)."""
+
+    name: str
+    range: str
+    cohort: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Requirement:
+        """Parse `[COHORT:]NAME@RANGE` (RANGE defaults to `*`)."""
+        cohort = None
+        if ":" in text.split("@", 1)[0]:
+            cohort, text = text.split(":", 1)
+        name, _, rng = text.partition("@")
+        name, rng = name.strip(), rng.strip() or "*"
+        if not name:
+            raise ValueError(f"requirement {text!r} has no name; write NAME@RANGE, e.g. mdq-gptq@^0.1")
+        Range.parse(rng)
+        return cls(name, rng, cohort.strip() if cohort else None)
+
+    def __str__(self) -> str:
+        return f"{self.cohort + ':' if self.cohort else ''}{self.name}@{self.range}"
+
+
+class Incompatibility:
+    """Terms {package: (mask, allows_unselected)} that must not all hold, and why."""
+
+    __slots__ = ("terms", "kind", "causes", "info")
+
+    def __init__(self, terms: dict[str, tuple[int, bool]], kind: str, causes: tuple = (), info: Any = None):
+        self.terms, self.kind, self.causes, self.info = terms, kind, causes, info
+
+
+@define
+class _Assignment:
+    package: str
+    mask: int
+    none: bool
+    level: int
+    index: int
+    cause: Incompatibility | None  # None for a decision
+
+
+class Resolver:
+    """Resolve root requirements against an Index; see the module docstring."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.versions: dict[str, list[str]] = {ROOT: ["0.0.0"]}
+        for name, vs in index.packages.items():
+            self.versions[name] = sorted(vs, key=version_key)
+        self._mask_cache: dict[tuple[str, str], int] = {}
+        self.labels: dict[tuple[str, int], str] = {}
+
+    # -- version sets ---------------------------------------------------------------------
+    def full(self, pkg: str) -> int:
+        """Mask of every known version of `pkg`."""
+        return (1 << len(self.versions.get(pkg, ()))) - 1
+
+    def mask_of(self, pkg: str, rng: str) -> int:
+        """Mask of the versions of `pkg` inside range text `rng`."""
+        key = (pkg, rng)
+        m = self._mask_cache.get(key)
+        if m is None:
+            r = Range.parse(rng)
+            m = 0
+            for i, v in enumerate(self.versions.get(pkg, ())):
+                if r.contains_key(version_key(v)):
+                    m |= 1 << i
+            self._mask_cache[key] = m
+            self.labels.setdefault((pkg, m), rng)
+        return m
+
+    # -- the solver -------------------------------------------------------------------------
+    def resolve(self, requirements: Iterable[Requirement | str]) -> dict[str, str]:
+        """Return {name: version} satisfying every requirement, or raise ResolutionImpossible."""
+        reqs = [Requirement.parse(r) if isinstance(r, str) else r for r in requirements]
+        self.root_requires = {}
+        for r in reqs:
+            prev = self.root_requires.get(r.name)
+            self.root_requires[r.name] = r.range if prev is None else f"{prev} {r.range}" if "||" not in prev + r.range else r.range
+        self.assignments: list[_Assignment] = []
+        self.by_pkg: dict[str, list[_Assignment]] = {}
+        self.acc: dict[str, tuple[int, bool]] = {}
+        self.decisions: dict[str, int] = {}
+        self.pending: set[str] = set()  # selected (positive) but not yet decided
+        self.incs: dict[str, list[Incompatibility]] = {}
+        self._deps_added: set[tuple] = set()
+        self._add(Incompatibility({ROOT: (0, True)}, "root"))
+        nxt: str | None = ROOT
+        while nxt is not None:
+            self._propagate(nxt)
+            nxt = self._decide()
+        return {p: self.versions[p][i] for p, i in sorted(self.decisions.items()) if p != ROOT}
+
+    def _add(self, inc: Incompatibility) -> None:
+        for pkg in inc.terms:
+            self.incs.setdefault(pkg, []).append(inc)
+
+    def _relation(self, pkg: str, mask: int, none: bool) -> int:
+        acc = self.acc.get(pkg)
+        if acc is None:
+            return _INCONC
+        am, an = acc
+        if not (am & ~mask) and (not an or none):
+            return _SAT
+        if not (am & mask) and not (an and none):
+            return _CONTRA
+        return _INCONC
+
+    def _assign(self, pkg: str, mask: int, none: bool, cause: Incompatibility | None) -> None:
+        a = _Assignment(pkg, mask, none, len(self.decisions), len(self.assignments), cause)
+        self.assignments.append(a)
+        self.by_pkg.setdefault(pkg, []).append(a)
+        am, an = self.acc.get(pkg, (self.full(pkg), True))
+        self.acc[pkg] = (am & mask, an and none)
+        if not (an and none) and pkg not in self.decisions:
+            self.pending.add(pkg)
+
+    def _propagate(self, start: str) -> None:
+        changed = [start]
+        while changed:
+            pkg = changed.pop()
+            for inc in reversed(self.incs.get(pkg, [])):
+                result = self._propagate_one(inc)
+                if result is _CONFLICT:
+                    root_cause = self._resolve_conflict(inc)
+                    changed.clear()
+                    derived = self._propagate_one(root_cause)
+                    assert isinstance(derived, str), "learned incompatibility must be almost satisfied"
+                    changed.append(derived)
+                    break
+                if result is not None:
+                    changed.append(result)
+
+    def _propagate_one(self, inc: Incompatibility) -> Any:
+        unsatisfied = None
+        for pkg, (m, n) in inc.terms.items():
+            rel = self._relation(pkg, m, n)
+            if rel == _CONTRA:
+                return None
+            if rel == _INCONC:
+                if unsatisfied is not None:
+                    return None
+                unsatisfied = pkg
+        if unsatisfied is None:
+            return _CONFLICT
+        m, n = inc.terms[unsatisfied]
+        self._assign(unsatisfied, self.full(unsatisfied) & ~m, not n, inc)
+        return unsatisfied
+
+    def _satisfier(self, pkg: str, mask: int, none: bool) -> _Assignment:
+        am, an = self.full(pkg), True
+        for a in self.by_pkg[pkg]:
+            am, an = am & a.mask, an and a.none
+            if not (am & ~mask) and (not an or none):
+                return a
+        raise AssertionError(f"no satisfier for {pkg}")  # pragma: no cover - solver invariant
+
+    def _resolve_conflict(self, inc: Incompatibility) -> Incompatibility:
+        new = False
+        while True:
+            if self._is_failure(inc):
+                raise ResolutionImpossible(Explainer(self).explain(inc), inc)
+            recent_term = None
+            recent: _Assignment | None = None
+            difference: tuple[int, bool] | None = None
+            prev_level = 0
+            for pkg, (m, n) in inc.terms.items():
+                sat = self._satisfier(pkg, m, n)
+                if recent is None or recent.index < sat.index:
+                    if recent is not None:
+                        prev_level = max(prev_level, recent.level)
+                    recent_term, recent, difference = pkg, sat, None
+                else:
+                    prev_level = max(prev_level, sat.level)
+                if recent_term == pkg:
+                    dm, dn = recent.mask & ~m, recent.none and not n
+                    difference = (dm, dn) if (dm or dn) else None
+                    if difference is not None:
+                        inv = (self.full(pkg) & ~dm, not dn)
+                        prev_level = max(prev_level, self._satisfier(pkg, *inv).level)
+            assert recent is not None and recent_term is not None
+            if prev_level < recent.level or recent.cause is None:
+                self._backtrack(prev_level)
+                if new:
+                    self._add(inc)
+                return inc
+            terms: dict[str, tuple[int, bool]] = {}
+            for pkg, t in inc.terms.items():
+                if pkg != recent_term:
+                    _merge(terms, pkg, t)
+            for pkg, t in recent.cause.terms.items():
+                if pkg != recent.package:
+                    _merge(terms, pkg, t)
+            if difference is not None:
+                _merge(terms, recent_term, (self.full(recent_term) & ~difference[0], not difference[1]))
+            if len(terms) > 1 and ROOT in terms and not terms[ROOT][1]:
+                del terms[ROOT]  # "root is selected" is always true: drop it
+            inc = Incompatibility(terms, "conflict", (inc, recent.cause))
+            new = True
+
+    def _is_failure(self, inc: Incompatibility) -> bool:
+        return not inc.terms or (list(inc.terms) == [ROOT] and not inc.terms[ROOT][1])
+
+    def _backtrack(self, level: int) -> None:
+        touched = set()
+        while self.assignments and self.assignments[-1].level > level:
+            a = self.assignments.pop()
+            self.by_pkg[a.package].pop()
+            touched.add(a.package)
+            if a.cause is None:
+                del self.decisions[a.package]
+        for pkg in touched:
+            self.pending.discard(pkg)
+            lst = self.by_pkg.get(pkg)
+            if not lst:
+                self.acc.pop(pkg, None)
+                continue
+            am, an = self.full(pkg), True
+            for a in lst:
+                am, an = am & a.mask, an and a.none
+            self.acc[pkg] = (am, an)
+            if not an and pkg not in self.decisions:
+                self.pending.add(pkg)
+
+    def _decide(self) -> str | None:
+        best = None
+        for pkg in self.pending:
+            m = self.acc[pkg][0]
+            c = m.bit_count()
+            if best is None or c < best[0] or (c == best[0] and pkg < best[1]):
+                best = (c, pkg, m)
+        if best is None:
+            return None
+        _, pkg, m = best
+        if m == 0:
+            self._add(Incompatibility({pkg: (self.acc[pkg][0], False)}, "no_versions"))
+            return pkg
+        vi = m.bit_length() - 1
+        conflict = False
+        for inc in self._dependencies(pkg, vi):
+            conflict = conflict or all(self._relation(p, *t) == _SAT for p, t in inc.terms.items() if p != pkg)
+        if not conflict:
+            self.decisions[pkg] = vi
+            self.pending.discard(pkg)
+            self._assign(pkg, 1 << vi, False, None)
+        return pkg
+
+    def _requires(self, pkg: str, vi: int) -> Mapping[str, str]:
+        if pkg == ROOT:
+            return self.root_requires
+        return self.index.packages[pkg][self.versions[pkg][vi]].requires
+
+    def _dependencies(self, pkg: str, vi: int) -> list[Incompatibility]:
+        out = []
+        vs = self.versions[pkg]
+        for dep, rng in self._requires(pkg, vi).items():
+            if dep == pkg:  # a release that requires its own name: usable only if it admits itself
+                if not (self.mask_of(dep, rng) >> vi) & 1 and (pkg, -1 - vi) not in self._deps_added:
+                    self._deps_added.add((pkg, -1 - vi))
+                    inc = Incompatibility({pkg: (1 << vi, False)}, "dependency", info=(dep, rng))
+                    self._add(inc)
+                    out.append(inc)
+                continue
+            # widen to the run of neighbouring versions with the same requirement: fewer,
+            # more general incompatibilities, and explanations that say "a 2.x" not "a 2.0.3"
+            lo = hi = vi
+            if pkg != ROOT:
+                while lo > 0 and self._requires(pkg, lo - 1).get(dep) == rng:
+                    lo -= 1
+                while hi < len(vs) - 1 and self._requires(pkg, hi + 1).get(dep) == rng:
+                    hi += 1
+            run = ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1)
+            if (pkg, dep, rng, run) in self._deps_added:
+                continue
+            self._deps_added.add((pkg, dep, rng, run))
+            dm = self.mask_of(dep, rng)
+            inc = Incompatibility({pkg: (run, False), dep: (self.full(dep) & ~dm, True)}, "dependency",
+                                  info=(dep, rng))
+            self._add(inc)
+            out.append(inc)
+        return out
+
+
+_CONFLICT = object()
+
+
+def _merge(terms: dict[str, tuple[int, bool]], pkg: str, t: tuple[int, bool]) -> None:
+    old = terms.get(pkg)
+    terms[pkg] = t if old is None else (old[0] & t[0], old[1] and t[1])
+
+
+class Explainer:
+    """Turn a failed derivation into numbered English sentences (after pub's report writer)."""
+
+    def __init__(self, solver: Resolver) -> None:
+        self.s = solver
+
+    def versions_text(self, pkg: str, mask: int) -> str:
+        """Describe a set of versions of `pkg`: its range label, 'x' families, or runs."""
+        if pkg == ROOT:
+            return ""
+        full = self.s.full(pkg)
+        if mask == full:
+            return "*"
+        label = self.s.labels.get((pkg, mask))
+        if label is not None:
+            return label
+        vs = self.s.versions[pkg]
+        runs: list[list[str]] = []
+        prev = -2
+        for i, v in enumerate(vs):
+            if (mask >> i) & 1:
+                if i == prev + 1:
+                    runs[-1].append(v)
+                else:
+                    runs.append([v])
+                prev = i
+        parts = []
+        for run in runs:
+            keys = [version_key(v) for v in run]
+            majors = {k[0] for k in keys}
+            minors = {k[:2] for k in keys}
+            if len(majors) == 1 and [v for v in vs if version_key(v)[0] in majors] == run:
+                parts.append(f"{keys[0][0]}.x")
+            elif len(minors) == 1 and [v for v in vs if version_key(v)[:2] in minors] == run:
+                parts.append(f"{keys[0][0]}.{keys[0][1]}.x")
+            elif len(run) == 1:
+                parts.append(run[0])
+            else:
+                parts.append(f"{run[0]} - {run[-1]}")
+        return " || ".join(parts)
+
+    def term(self, pkg: str, mask: int, none: bool, *, positive_view: bool = True) -> str:
+        """Describe one term as 'pkg RANGE' (positive) or 'not pkg RANGE'."""
+        if pkg == ROOT:
+            return "root"
+        if not none:
+            return pkg if mask == self.s.full(pkg) else f"{pkg} {self.versions_text(pkg, mask)}"
+        return f"not {pkg} {self.versions_text(pkg, self.s.full(pkg) & ~mask)}".rstrip()
+
+    def positive(self, pkg: str, mask: int, none: bool) -> str:
+        """Describe what a negative term forbids not having, i.e. its inverse."""
+        return self.term(pkg, self.s.full(pkg) & ~mask, False)
+
+    def incompatibility(self, inc: Incompatibility) -> str:
+        """Describe one incompatibility as a clause."""
+        t = inc.terms
+        if inc.kind == "root":
+            return "root is required"
+        if inc.kind == "dependency":
+            dep, rng = inc.info
+            (pkg, (m, _)), = [(p, x) for p, x in t.items() if p != dep] or [(dep, t[dep])]
+            who = ("root" if pkg == ROOT else f"every version of {pkg}" if m == self.s.full(pkg)
+                   else f"{pkg} {self.versions_text(pkg, m)}")
+            verb = "requires" if pkg == ROOT else "depends on"
+            if dep not in self.s.index.packages:
+                return f"{who} {verb} {dep} {rng}, which is not in the index"
+            if self.s.mask_of(dep, rng) == 0:
+                return f"{who} {verb} {dep} {rng}, but no version of {dep} matches {rng}"
+            return f"{who} {verb} {dep} {rng}"
+        if inc.kind == "no_versions":
+            (pkg, (m, _)), = t.items()
+            return f"no version of {pkg} matches {self.versions_text(pkg, m) or '*'}"
+        if self.s._is_failure(inc):
+            return "version solving failed"
+        items = list(t.items())
+        if len(items) == 1:
+            pkg, (m, n) = items[0]
+            return f"{self.term(pkg, m, n)} is forbidden" if not n else f"{self.positive(pkg, m, n)} is required"
+        pos = [(p, x) for p, x in items if not x[1]]
+        neg = [(p, x) for p, x in items if x[1]]
+        if len(items) == 2 and len(pos) == 1:
+            (pp, (pm, _)), (np_, (nm, nn)) = pos[0], neg[0]
+            return f"{self.term(pp, pm, False)} requires {self.positive(np_, nm, nn)}"
+        if not neg:
+            return " and ".join(self.term(p, m, n) for p, (m, n) in pos) + " are incompatible"
+        if not pos:
+            return "either " + " or ".join(self.positive(p, m, n) for p, (m, n) in neg) + " must be selected"
+        return ("if " + " and ".join(self.term(p, m, n) for p, (m, n) in pos) + " then one of "
+                + ", ".join(self.positive(p, m, n) for p, (m, n) in neg) + " is required")
+
+    def explain(self, failure: Incompatibility) -> str:
+        """Return the numbered explanation of why `failure` holds (iterative: deep chains are fine)."""
+        lines: list[str] = []
+        number: dict[int, int] = {}
+        stack: list[tuple[Incompatibility, bool]] = [(failure, False)]
+        while stack:
+            inc, expanded = stack.pop()
+            if id(inc) in number or inc.kind != "conflict":
+                continue
+            if not expanded:
+                stack.append((inc, True))
+                stack.extend((c, False) for c in reversed(inc.causes) if c.kind == "conflict" and id(c) not in number)
+                continue
+            c1, c2 = inc.causes
+            derived = [c for c in (c1, c2) if c.kind == "conflict"]
+            if c1 is c2 or c2.kind == "root" or c1.kind == "root":
+                only = c2 if c1.kind == "root" else c1
+                ref = f" ({number[id(only)]})" if only.kind == "conflict" else ""
+                lines.append(f"Because {self.incompatibility(only)}{ref}, {self.incompatibility(inc)}.")
+            elif len(derived) == 1 and lines and number.get(id(derived[0])) == len(lines):
+                other = c2 if derived[0] is c1 else c1
+                lines.append(f"And because {self.incompatibility(other)}, {self.incompatibility(inc)}.")
+            else:
+                parts = [self.incompatibility(c) + (f" ({number[id(c)]})" if c.kind == "conflict" else "")
+                         for c in (c1, c2)]
+                lines.append(f"Because {parts[0]} and {parts[1]}, {self.incompatibility(inc)}.")
+            number[id(inc)] = len(lines)
+        if not lines:
+            return f"Because {self.incompatibility(failure)}, version solving failed."
+        width = len(str(len(lines)))
+        return "\n".join(f"({i:>{width}}) {line}" for i, line in enumerate(lines, 1))
+
+
+def resolve(index: Index, requirements: Iterable[Requirement | str]) -> dict[str, str]:
+    """Pick one version per name satisfying `requirements` (newest admissible first)."""
+    return Resolver(index).resolve(requirements)
+
+
+def resolve_cohorts(index: Index, requirements: Iterable[Requirement | str],
+                    cohorts: Iterable[str] = ()) -> dict[str, dict[str, str]]:
+    """Resolve each cohort separately: shared requirements plus that cohort's own.
+
+    The cohorts resolved are `default` (requirements without a cohort), every cohort named in
+    a requirement, and any named in `cohorts`; one name may get different versions in each.
+    """
+    reqs = [Requirement.parse(r) if isinstance(r, str) else r for r in requirements]
+    names = {"default", *cohorts, *(r.cohort for r in reqs if r.cohort)}
+    out = {}
+    for c in sorted(names):
+        mine = [r for r in reqs if r.cohort is None] + [r for r in reqs if r.cohort == c]
+        # a cohort's own requirement on a name replaces the shared one (that is what a gray group is for)
+        own = {r.name for r in reqs if r.cohort == c}
+        mine = [r for r in mine if r.cohort == c or r.name not in own]
+        out[c] = resolve(index, mine)
+    return out
