@@ -16,7 +16,8 @@ from .errors import DocumentError
 from .plugins import load as load_plugins
 from .registry import Registry
 
-out = Console(highlight=False, soft_wrap=True)
+_WIDTH = None if sys.stdout.isatty() else 160  # pipes and CI logs get wide tables, not 80 columns
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -163,6 +164,9 @@ def _attach() -> None:
 
     main.add_command(resolve_cmd)
     main.add_command(compat_cmd)
+    from .runtime.commands import attach
+
+    attach(main, pkg)
 
 
 _attach()

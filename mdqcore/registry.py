@@ -31,6 +31,10 @@ def _check_params(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {**meta, "params": clean}
 
 
+def _optional_params(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return _check_params(meta) if "params" in meta else dict(meta)
+
+
 def _check_semiring(meta: Mapping[str, Any]) -> dict[str, Any]:
     if meta.get("semiring") not in ("sum", "max"):
         raise RegistrationError(f"an index feature needs semiring='sum' or 'max', got {meta.get('semiring')!r}")
@@ -61,9 +65,9 @@ KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
         Kind("operator", "register_operators", _check_params),
-        Kind("length_policy", "register_length_policies"),
+        Kind("length_policy", "register_length_policies", _optional_params),
         Kind("index_feature", "register_index_features", _check_semiring),
-        Kind("gate", "register_gates"),
+        Kind("gate", "register_gates", _optional_params),
         Kind("evaluator", "register_evaluators"),
         Kind("quantizer", "register_quantizers"),
         Kind("outlier_classifier", "register_outlier_classifiers"),

@@ -50,3 +50,35 @@ GOOD_PLUGIN = """
     def register_index_features(register):
         register("idf", object(), semiring="max")
 """
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    """A fresh SQLite ledger (the embedded default backend)."""
+    from mdqcore.ledger.sqlite import SQLiteLedger
+
+    led = SQLiteLedger(tmp_path / "ledger.sqlite")
+    yield led
+    led.close()
+
+
+@pytest.fixture
+def core_registry():
+    """The kernel's core plugin loaded in isolation, plus a small operator/length plugin."""
+    import mdqcore
+    from mdqcore import builtin
+    from mdqcore.testing import load_isolated
+
+    class Ops:
+        @mdqcore.hookimpl
+        def register_operators(self, register):
+            register("L", object(), params={"lambda_lex": (0.0, 1.0), "tau": (0.0, 1.0)},
+                     defaults={"lambda_lex": 0.3, "tau": 0.75})
+
+        @mdqcore.hookimpl
+        def register_length_policies(self, register):
+            register("table", object(), params={"Lp_max": (3, 8), "lambda_p": (0.0, 1.0)},
+                     defaults={"Lp_max": 6, "lambda_p": 0.1})
+
+    reg = load_isolated(builtin, "core")
+    return load_isolated(Ops(), "ops", registry=reg)

@@ -1,0 +1,37 @@
+"""Open a ledger by URL through the registered ledger backends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..registry import Registry
+from .base import Ledger, LedgerError
+
+ENV = "MDQ_LEDGER"
+
+
+def default_url() -> str:
+    """Return MDQ_LEDGER, or one SQLite file under the user's data directory."""
+    if os.environ.get(ENV):
+        return os.environ[ENV]
+    from platformdirs import user_data_dir
+
+    return f"sqlite:///{Path(user_data_dir('mdq')) / 'ledger.sqlite'}"
+
+
+def open_ledger(url: str | None, registry: Registry) -> Ledger:
+    """Open the ledger at `url` (a path, sqlite:///PATH or postgresql://...) with the backend for its scheme."""
+    url = url or default_url()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    for cap in registry.of_kind("ledger_backend"):
+        if scheme in cap.meta.get("schemes", ()):
+            target = rest if scheme in ("sqlite", "file", "") else url
+            if scheme in ("sqlite", "file") and target.startswith("/") is False and rest.startswith("/"):
+                target = rest
+            return cap.obj(target)
+    known = sorted({s for c in registry.of_kind("ledger_backend") for s in c.meta.get("schemes", ()) if s})
+    raise LedgerError(f"no ledger backend handles {scheme or 'plain paths'!r} in {url!r} "
+                      f"(schemes: {', '.join(known) or 'none: is the core plugin loaded?'})")

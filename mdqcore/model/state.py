@@ -1,0 +1,217 @@
+"""ControlState: an immutable snapshot of a pipeline's control plane, and how atoms change it.
+
+A state is a flat mapping from paths to values, so that every change is a diff
+`[(path, old, new), ...]` that the ledger can store and replay exactly:
+
+    ("param", "Op", op, name)        operator gate / weight / switch
+    ("param", "Len", policy, name)   L_h / L_p windows and their costs ("" = default policy)
+    ("param", "Gate", gate, name)    gate thresholds and priorities
+    ("index", feature, seg)          phi_k(seg): one index entry
+    ("target", feature, seg)         alias / synonym target of an index entry
+    ("fweight", feature)             w_k, the feature family's weight in I(seg)
+    ("semiring", feature)            "sum" or "max": how Idx atoms of that family accumulate
+    ("bound", kind, a, name)         admissible interval [lo, hi] of a parameter
+    ("package", name)                {"version", "inverse"}: an active package and its undo
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import PackageError, Problem
+from .atoms import Atom, Gate, Idx, Len, Op
+
+Path = tuple[str, ...]
+Diff = list[tuple[Path, Any, Any]]
+
+# tests > length > lexical > semantic: the order atoms of one package are applied in
+PRIORITY = {"Gate": 0, "Len": 1, "Op": 2, "Idx": 2}
+SEMANTIC_FEATURES = frozenset({"vector", "semantic", "embedding"})
+
+
+def atom_path(atom: Atom) -> Path:
+    """Return the state path an atom changes."""
+    if isinstance(atom, Idx):
+        return ("index", atom.feature, atom.seg)
+    if isinstance(atom, Op):
+        return ("param", "Op", atom.op, atom.param)
+    if isinstance(atom, Len):
+        return ("param", "Len", atom.policy or "", atom.param)
+    return ("param", "Gate", atom.gate, atom.param)
+
+
+def _priority(atom: Atom) -> int:
+    if isinstance(atom, Idx) and atom.feature in SEMANTIC_FEATURES:
+        return 3
+    return PRIORITY[type(atom).__name__]
+
+
+class ControlState:
+    """An immutable snapshot; `apply` returns a new one. Readers never lock: they hold a reference."""
+
+    __slots__ = ("_data", "seq")
+
+    def __init__(self, data: Mapping[Path, Any] | None = None, seq: int = 0) -> None:
+        self._data = MappingProxyType(dict(data or {}))
+        self.seq = seq  # ledger sequence number of the event that produced this snapshot
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def data(self) -> Mapping[Path, Any]:
+        """The read-only path -> value mapping."""
+        return self._data
+
+    def get(self, path: Path, default: Any = None) -> Any:
+        """Return the value at `path`."""
+        return self._data.get(path, default)
+
+    def param(self, kind: str, owner: str, name: str, default: Any = None) -> Any:
+        """Return a parameter, e.g. state.param("Op", "L", "lambda_lex")."""
+        return self._data.get(("param", kind, owner, name), default)
+
+    def bound(self, path: Path) -> tuple[float, float] | None:
+        """Return the admissible interval of a parameter path, if one is declared."""
+        b = self._data.get(("bound", *path[1:]))
+        return None if b is None else (b[0], b[1])
+
+    def index(self, feature: str, seg: str, default: float = 0.0) -> float:
+        """Return phi_feature(seg)."""
+        return self._data.get(("index", feature, seg), default)
+
+    def I(self, seg: str) -> float:  # noqa: E743 - the note's name for the index functional
+        """Return the index functional I(seg) = sum_k w_k phi_k(seg)."""
+        total = 0.0
+        for path, v in self._data.items():
+            if path[0] == "index" and path[2] == seg:
+                total += self._data.get(("fweight", path[1]), 1.0) * v
+        return total
+
+    def packages(self) -> dict[str, str]:
+        """Return the active packages as {name: version}."""
+        return {p[1]: v["version"] for p, v in self._data.items() if p[0] == "package"}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ControlState) and dict(self._data) == dict(other._data)
+
+    def __hash__(self) -> int:  # pragma: no cover - states are compared, not hashed
+        raise TypeError("ControlState is not hashable")
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # -- changing -----------------------------------------------------------------------------
+    def apply_diff(self, diff: Iterable[tuple[Path, Any, Any]], seq: int | None = None) -> ControlState:
+        """Return a new state with a diff applied (new value None deletes the path)."""
+        data = dict(self._data)
+        for path, _old, new in diff:
+            path = tuple(path)
+            if new is None:
+                data.pop(path, None)
+            else:
+                data[path] = new
+        return ControlState(data, self.seq if seq is None else seq)
+
+    def plan(self, atoms: Iterable[Atom], *, strict: bool = True) -> Diff:
+        """Compute the diff that applying `atoms` would make (nothing is changed).
+
+        Atoms are applied in priority order (tests > length > lexical > semantic); identical
+        atoms are applied once; two atoms setting one path to different values are an error.
+        Values are clipped into their admissible interval. With `strict`, an atom whose path
+        has no declared bound or semiring (an unknown operator, parameter or feature) is an error.
+        """
+        atoms = list(atoms)
+        problems: list[Problem] = []
+        seen: dict[Atom, int] = {}
+        sets: dict[Path, tuple[int, Any]] = {}
+        order: list[tuple[int, int, Atom]] = []
+        for i, a in enumerate(atoms):
+            if a in seen:
+                continue  # idempotent merge: the same atom twice is one change
+            seen[a] = i
+            p = atom_path(a)
+            if a.value is not None:
+                if p in sets and sets[p][1] != a.value:
+                    problems.append(Problem(f"sets {'/'.join(p[1:])} to {a.value!r} but atom {sets[p][0]} sets it "
+                                            f"to {sets[p][1]!r}; keep one", f"$.atoms[{i}]"))
+                sets[p] = (i, a.value)
+            order.append((_priority(a), i, a))
+        work: dict[Path, Any] = {}
+        for _, i, a in sorted(order, key=lambda t: (t[0], t[1])):
+            p = atom_path(a)
+            cur = work.get(p, self._data.get(p))
+            try:
+                work[p] = self._next_value(a, p, cur, strict)
+            except ValueError as exc:
+                problems.append(Problem(str(exc), f"$.atoms[{i}]"))
+                continue
+            if isinstance(a, Idx) and a.target is not None:
+                work[("target", a.feature, a.seg)] = a.target
+        if problems:
+            raise PackageError(problems, source="package")
+        return [(p, self._data.get(p), v) for p, v in work.items() if self._data.get(p) != v]
+
+    def _next_value(self, a: Atom, p: Path, cur: Any, strict: bool) -> Any:
+        if isinstance(a, Idx):
+            semiring = self._data.get(("semiring", a.feature))
+            if semiring is None:
+                if strict:
+                    known = sorted({k[1] for k in self._data if k[0] == "semiring"})
+                    raise ValueError(f"unknown index feature {a.feature!r} (registered: {', '.join(known) or 'none'})")
+                semiring = "sum"
+            if a.value is not None:
+                return float(a.value)
+            base = 0.0 if cur is None else cur
+            return base + a.delta if semiring == "sum" else max(base, a.delta)
+        bound = self._data.get(("bound", *p[1:]))
+        if bound is None and strict:
+            owners = sorted({k[3] for k in self._data if k[0] == "bound" and k[1:3] == p[1:3]})
+            what = {"Op": "operator", "Len": "length policy", "Gate": "gate"}[p[1]]
+            name = p[2] or "(default)"
+            if owners:
+                raise ValueError(f"{what} {name!r} has no parameter {p[3]!r} (declared: {', '.join(owners)})")
+            raise ValueError(f"unknown {what} {name!r}: no plugin declares its parameters")
+        if isinstance(a.value, bool) or isinstance(cur, bool):
+            if a.value is None:
+                raise ValueError(f"{'/'.join(p[1:])} is a switch: set it with 'value', not 'delta'")
+            return a.value
+        new = float(a.value) if a.value is not None else (0.0 if cur is None else cur) + a.delta
+        if bound is not None:
+            new = min(max(new, bound[0]), bound[1])
+        if not math.isfinite(new):
+            raise ValueError(f"{'/'.join(p[1:])} would become {new}")
+        return new
+
+    def apply(self, atoms: Iterable[Atom], *, strict: bool = True) -> tuple[ControlState, Diff]:
+        """Return (new state, diff) after applying atoms; see `plan`."""
+        diff = self.plan(atoms, strict=strict)
+        return self.apply_diff(diff), diff
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """Return the canonical nested JSON form: {kind: {...}} with sorted keys."""
+        out: dict[str, Any] = {}
+        for path, v in self._data.items():
+            node = out.setdefault(path[0], {})
+            for k in path[1:-1]:
+                node = node.setdefault(k, {})
+            node[path[-1]] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def canonical(self) -> str:
+        """Return the canonical JSON text: sorted keys, no spaces, UTF-8 kept."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._data)
+
+    def __repr__(self) -> str:
+        return f"ControlState({len(self._data)} entries, seq={self.seq})"
+
+
+def path_to_json(path: Path) -> list[str]:
+    """Return a path as a JSON list."""
+    return list(path)

@@ -1,0 +1,1 @@
+"""The runtime: control state changes applied live, recorded, and undone."""

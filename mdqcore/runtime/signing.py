@@ -1,0 +1,135 @@
+"""Ed25519 signatures over a package's canonical JSON, and the trust policy that requires them.
+
+A signature reads `ed25519:KEYID:BASE64`, where KEYID is the first 16 hex digits of the
+SHA-256 of the raw public key. It signs the canonical JSON of the package without its
+`signature` field, so any change to any other field invalidates it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import attrs
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import MdqError
+from ..model import MdqPackage, canonical_json
+
+
+class SignatureError(MdqError):
+    """A package's signature is missing, malformed, untrusted or wrong."""
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    """Return the short id of a public key."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_text(public: Ed25519PublicKey) -> str:
+    """Return a public key as base64 of its 32 raw bytes (what a trust policy lists)."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def load_public(text: str) -> Ed25519PublicKey:
+    """Read a public key from base64 raw bytes."""
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text.strip(), validate=True))
+    except ValueError as exc:
+        raise SignatureError(f"not an ed25519 public key (base64 of 32 bytes): {exc}") from None
+
+
+def generate(directory: str | Path) -> tuple[Path, str]:
+    """Write a new private key (PEM, mode 600) into `directory`; return its path and the public key text."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    priv = Ed25519PrivateKey.generate()
+    path = d / f"mdq-{key_id(priv.public_key())}.pem"
+    path.write_bytes(priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+    path.chmod(0o600)
+    (d / f"mdq-{key_id(priv.public_key())}.pub").write_text(public_text(priv.public_key()) + "\n")
+    return path, public_text(priv.public_key())
+
+
+def load_private(path: str | Path) -> Ed25519PrivateKey:
+    """Read a PEM private key."""
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SignatureError(f"cannot read private key {path}: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SignatureError(f"{path} is not an ed25519 private key")
+    return key
+
+
+def signed_bytes(pkg: MdqPackage) -> bytes:
+    """Return the bytes a signature covers: canonical JSON without the signature field."""
+    return canonical_json(attrs.evolve(pkg, signature=None)).encode("utf-8")
+
+
+def sign(pkg: MdqPackage, private: Ed25519PrivateKey) -> MdqPackage:
+    """Return the package with a signature by `private`."""
+    sig = base64.b64encode(private.sign(signed_bytes(pkg))).decode()
+    return attrs.evolve(pkg, signature=f"ed25519:{key_id(private.public_key())}:{sig}")
+
+
+@attrs.define
+class TrustPolicy:
+    """Trusted public keys by id; with at least one key, every package must carry a valid signature."""
+
+    keys: dict[str, Ed25519PublicKey] = attrs.field(factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrustPolicy:
+        """Read a policy file ({"trusted": [base64 public keys]}); a missing file is an empty policy."""
+        p = Path(path)
+        if not p.exists():
+            return cls(path=p)
+        try:
+            data = json.loads(p.read_text())
+            keys = [load_public(k) for k in data.get("trusted", [])]
+        except (ValueError, AttributeError) as exc:
+            raise SignatureError(f"trust policy {p} is unreadable: {exc}") from None
+        return cls({key_id(k): k for k in keys}, p)
+
+    def trust(self, public_text_: str) -> str:
+        """Add a public key and save; return its id."""
+        k = load_public(public_text_)
+        self.keys[key_id(k)] = k
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"trusted": sorted(public_text(v) for v in self.keys.values())}, indent=2))
+        return key_id(k)
+
+    @property
+    def enforced(self) -> bool:
+        """Tell whether signatures are required."""
+        return bool(self.keys)
+
+    def check(self, pkg: MdqPackage) -> None:
+        """Raise SignatureError unless the policy is off or the package is validly signed by a trusted key."""
+        if not self.enforced:
+            return
+        if not pkg.signature:
+            raise SignatureError(f"{pkg.ref} is unsigned and the trust policy requires signatures; "
+                                 f"sign it with `mdq keys sign`")
+        try:
+            scheme, kid, sig = pkg.signature.split(":", 2)
+            raw = base64.b64decode(sig, validate=True)
+        except ValueError:
+            raise SignatureError(f"{pkg.ref}: malformed signature; expected ed25519:KEYID:BASE64") from None
+        if scheme != "ed25519" or kid not in self.keys:
+            raise SignatureError(f"{pkg.ref} is signed by key {kid!r}, which the trust policy does not list; "
+                                 f"add it with `mdq keys trust` if you trust it")
+        try:
+            self.keys[kid].verify(raw, signed_bytes(pkg))
+        except InvalidSignature:
+            raise SignatureError(f"{pkg.ref}: the signature does not match the content (altered after signing?)") from None
