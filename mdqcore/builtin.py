@@ -84,3 +84,10 @@ def register_ledger_backends(register: Any) -> None:
     from .ledger.sqlite import SQLiteLedger
 
     register("sqlite", SQLiteLedger, schemes=("sqlite", "file", ""))
+    register("postgres", _postgres, schemes=("postgresql", "postgres"))
+
+
+def _postgres(url: str) -> object:
+    from .ledger.postgres import PostgresLedger  # psycopg is imported only when a postgres URL is used
+
+    return PostgresLedger(url)

@@ -52,12 +52,31 @@ GOOD_PLUGIN = """
 """
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    """A fresh SQLite ledger (the embedded default backend)."""
-    from mdqcore.ledger.sqlite import SQLiteLedger
+@pytest.fixture(scope="session")
+def pg_server():
+    """Start a throw-away PostgreSQL cluster on 127.0.0.1; yield a function making fresh database URLs."""
+    from mdqcore.ledger.base import LedgerError
+    from mdqcore.ledger.pgcluster import LocalCluster
 
-    led = SQLiteLedger(tmp_path / "ledger.sqlite")
+    try:
+        cluster = LocalCluster()
+    except LedgerError as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc} (.ci/run installs it)")
+    yield cluster.fresh_url
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request, tmp_path):
+    """A fresh ledger of each backend: both must pass the same tests."""
+    if request.param == "sqlite":
+        from mdqcore.ledger.sqlite import SQLiteLedger
+
+        led = SQLiteLedger(tmp_path / "ledger.sqlite")
+    else:
+        from mdqcore.ledger.postgres import PostgresLedger
+
+        led = PostgresLedger(request.getfixturevalue("pg_server")())
     yield led
     led.close()
 

@@ -27,7 +27,7 @@ def test_altered_row_is_named(ledger):
     _promote(ledger, "default", [(("index", "idf", "x"), None, 0.1)])
     _promote(ledger, "default", [(("index", "idf", "y"), None, 0.2)], version="1.1.0")
     _promote(ledger, "default", [(("index", "idf", "z"), None, 0.3)], version="1.2.0")
-    ledger._db.execute("UPDATE events SET body = replace(body, '0.2', '0.9') WHERE seq = 2")
+    ledger._execute("UPDATE events SET body = replace(body, '0.2', '0.9') WHERE seq = 2")
     rep = verify(ledger)
     assert not rep.ok and rep.first_bad_seq == 2 and "altered after it was written" in rep.problem
 
@@ -35,14 +35,14 @@ def test_altered_row_is_named(ledger):
 def test_deleted_row_is_named(ledger):
     for i in range(3):
         _promote(ledger, "default", [(("index", "idf", f"x{i}"), None, 0.1)], version=f"1.{i}.0")
-    ledger._db.execute("DELETE FROM events WHERE seq = 2")
+    ledger._execute("DELETE FROM events WHERE seq = 2")
     rep = verify(ledger)
     assert not rep.ok and rep.first_bad_seq == 3 and "an entry is missing" in rep.problem
 
 
 def test_garbage_row_is_named(ledger):
     _promote(ledger, "default", [(("index", "idf", "x"), None, 0.1)])
-    ledger._db.execute("UPDATE events SET body = '{not json' WHERE seq = 1")
+    ledger._execute("UPDATE events SET body = '{not json' WHERE seq = 1")
     rep = verify(ledger)
     assert not rep.ok and rep.first_bad_seq == 1 and "unreadable" in rep.problem
     with pytest.raises(LedgerError, match="entry 1 is unreadable"):

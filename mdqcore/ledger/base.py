@@ -9,12 +9,12 @@ of diffs: exact by construction and independent of which plugins are installed a
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from attrs import frozen
+import orjson
+from attrs import field, frozen
 
 from ..errors import MdqError
 from ..model.state import ControlState
@@ -31,7 +31,7 @@ class LedgerError(MdqError):
 
 @frozen
 class Event:
-    """One ledger entry."""
+    """One ledger entry. `text` is the canonical JSON of its body: what is hashed and what is stored."""
 
     seq: int
     ts: str
@@ -44,6 +44,7 @@ class Event:
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    text: str = field(default="", repr=False, eq=False)
 
     def body(self) -> dict[str, Any]:
         """Return the hashed fields."""
@@ -72,13 +73,25 @@ def normalize_ts(text: str) -> str:
 
 
 def canonical(obj: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON of a ledger body: sorted keys, no spaces, UTF-8 kept, tuples as arrays.
+
+    orjson, not the json module: a 10,000-atom package is encoded and decoded several times per
+    apply, and replay decodes every row. The hash covers exactly this stored text.
+    """
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
 
-def chain_hash(prev_hash: str, body: dict[str, Any]) -> str:
-    """Hash one event's body onto the previous hash."""
-    return hashlib.sha256((prev_hash + "\n" + canonical(body)).encode("utf-8")).hexdigest()
+def chain_hash(prev_hash: str, body: dict[str, Any] | str) -> str:
+    """Hash one event's body (a dict, or its canonical text) onto the previous hash."""
+    text = body if isinstance(body, str) else canonical(body)
+    return hashlib.sha256((prev_hash + "\n" + text).encode("utf-8")).hexdigest()
+
+
+def event_from_row(text: str, prev_hash: str, hash_: str) -> Event:
+    """Rebuild an event from its stored canonical text and hashes."""
+    d = orjson.loads(text)
+    return Event(d["seq"], d["ts"], d["kind"], d["cohort"], d["package"], d["version"], d["actor"], d["reason"],
+                 d["payload"], prev_hash, hash_, text)
 
 
 def make_event(seq: int, prev_hash: str, ts: str, kind: str, cohort: str, package: str | None, version: str | None,
@@ -88,7 +101,9 @@ def make_event(seq: int, prev_hash: str, ts: str, kind: str, cohort: str, packag
         raise LedgerError(f"unknown event kind {kind!r} (kinds: {', '.join(KINDS)})")
     body = {"seq": seq, "ts": ts, "kind": kind, "cohort": cohort, "package": package, "version": version,
             "actor": actor, "reason": reason, "payload": payload}
-    return Event(seq, ts, kind, cohort, package, version, actor, reason, payload, prev_hash, chain_hash(prev_hash, body))
+    text = canonical(body)
+    return Event(seq, ts, kind, cohort, package, version, actor, reason, payload, prev_hash,
+                 chain_hash(prev_hash, text), text)
 
 
 class Ledger(Protocol):
@@ -103,16 +118,22 @@ class Ledger(Protocol):
     def events(self, since: int = 0) -> Iterator[Event]:
         """Yield events with seq > since, in order."""
 
-    def raw_rows(self) -> Iterator[tuple[int, str]]:
-        """Yield (seq, stored JSON text of the whole event) for verification."""
+    def raw_rows(self) -> Iterator[tuple[int, str, str, str]]:
+        """Yield (seq, stored canonical body text, prev_hash, hash) for verification."""
+
+    def state_rows(self, since: int = 0) -> Iterator[tuple[int, str, str, str, str]]:
+        """Yield (seq, ts, kind, cohort, body text) of state-changing events after `since`, in order."""
+
+    def head(self) -> int:
+        """Return the last sequence number (0 for an empty ledger)."""
 
     def close(self) -> None:
         """Release the connection."""
 
 
-def diff_to_json(diff: Iterable[tuple[tuple[str, ...], Any, Any]]) -> list[list[Any]]:
-    """Return a diff as JSON-ready [[path...], old, new] triples."""
-    return [[list(p), old, new] for p, old, new in diff]
+def diff_to_json(diff: Iterable[tuple[tuple[str, ...], Any, Any]]) -> list[Any]:
+    """Return a diff ready for the ledger's encoder, which writes tuples as [[path...], old, new] arrays."""
+    return list(diff)  # a copy: callers go on appending to their own diff
 
 
 def diff_from_json(data: list[list[Any]]) -> list[tuple[tuple[str, ...], Any, Any]]:
@@ -120,39 +141,57 @@ def diff_from_json(data: list[list[Any]]) -> list[tuple[tuple[str, ...], Any, An
     return [(tuple(p), old, new) for p, old, new in data]
 
 
-def replay(events: Iterable[Event], at: str | None = None) -> dict[str, ControlState]:
-    """Rebuild every cohort's state as it was at time `at` (ISO 8601; None = now)."""
+def replay_ledger(ledger: Ledger, at: str | None = None) -> dict[str, ControlState]:
+    """Rebuild every cohort's state at time `at` reading only the state-changing rows (the fast path)."""
+    return replay(ledger.state_rows(), at)
+
+
+def replay(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
+           at: str | None = None) -> dict[str, ControlState]:
+    """Rebuild every cohort's state as it was at time `at` (ISO 8601; None = now).
+
+    `events` are Event objects or (seq, ts, kind, cohort, canonical body text) rows.
+    """
     limit = normalize_ts(at) if at else None
     work: dict[str, dict] = {}
     seqs: dict[str, int] = {}
     base: dict = {}
+    loads = orjson.loads
     for ev in events:
-        if limit is not None and ev.ts > limit:
-            break
-        if ev.kind not in STATE_CHANGING:
+        if isinstance(ev, tuple):
+            seq, ts, kind, cohort, text = ev
+            if limit is not None and ts > limit:
+                break
+            payload = loads(text)["payload"]
+        else:
+            ts, kind, cohort, payload, seq = ev.ts, ev.kind, ev.cohort, ev.payload, ev.seq
+            if limit is not None and ts > limit:
+                break
+        if kind not in STATE_CHANGING:
             continue
-        diff = ev.payload.get("diff", [])
-        targets = [base, *work.values()] if ev.kind == "base" else [work.setdefault(ev.cohort, dict(base))]
+        diff = payload.get("diff", [])
+        targets = [base, *work.values()] if kind == "base" else [work.get(cohort) or work.setdefault(cohort, dict(base))]
         for data in targets:
             for path, _old, new in diff:
-                p = tuple(path)
                 if new is None:
-                    data.pop(p, None)
+                    data.pop(tuple(path), None)
                 else:
-                    data[p] = new
-        if ev.kind != "base":
-            seqs[ev.cohort] = ev.seq
+                    data[tuple(path)] = new
+        if kind != "base":
+            seqs[cohort] = seq
     states = {c: ControlState(d, seqs.get(c, 0)) for c, d in work.items()}
     states.setdefault("default", ControlState(base))
     return states
 
 
-def replay_base(events: Iterable[Event]) -> ControlState:
-    """Return the base state (what plugins declare) as last recorded."""
+def replay_base(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]]) -> ControlState:
+    """Return the base state (what plugins declare) as last recorded; takes events or state rows."""
     data: dict = {}
     for ev in events:
-        if ev.kind == "base":
-            for path, _old, new in ev.payload.get("diff", []):
+        kind = ev[2] if isinstance(ev, tuple) else ev.kind
+        if kind == "base":
+            payload = orjson.loads(ev[4])["payload"] if isinstance(ev, tuple) else ev.payload
+            for path, _old, new in payload.get("diff", []):
                 if new is None:
                     data.pop(tuple(path), None)
                 else:
@@ -173,19 +212,50 @@ class VerifyReport:
 def verify(ledger: Ledger) -> VerifyReport:
     """Check the hash chain and the sequence; report the first broken entry."""
     prev_hash, expected, n = GENESIS, 1, 0
-    for seq, text in ledger.raw_rows():
+    for seq, text, stored_prev, stored_hash in ledger.raw_rows():
         n += 1
         if seq != expected:
             return VerifyReport(n, False, seq, f"entry {seq}: expected sequence number {expected} (an entry is missing)")
         try:
-            d = json.loads(text)
-            ev = Event(**d)
-        except (ValueError, TypeError) as exc:
+            ev = event_from_row(text, stored_prev, stored_hash)
+        except (ValueError, TypeError, KeyError) as exc:
             return VerifyReport(n, False, seq, f"entry {seq}: unreadable ({exc})")
-        if ev.prev_hash != prev_hash:
+        if ev.seq != seq:
+            return VerifyReport(n, False, seq, f"entry {seq}: its body says sequence {ev.seq}")
+        if stored_prev != prev_hash:
             return VerifyReport(n, False, seq, f"entry {seq} ({ev.kind}): prev_hash does not match entry {seq - 1}'s hash")
-        if chain_hash(prev_hash, ev.body()) != ev.hash:
+        if chain_hash(prev_hash, text) != stored_hash:
             return VerifyReport(n, False, seq, f"entry {seq} ({ev.kind} {ev.package or ''}): content does not match its "
                                                f"hash: the entry was altered after it was written")
-        prev_hash, expected = ev.hash, expected + 1
+        prev_hash, expected = stored_hash, expected + 1
     return VerifyReport(n, True)
+
+
+class Follower:
+    """A daemon thread that calls `callback` when the ledger may have new events; `stop()` ends it."""
+
+    def __init__(self, target: Any, name: str) -> None:
+        import threading
+
+        self.stopped = threading.Event()
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=target, args=(self.stopped,), name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end and wait for it."""
+        self.stopped.set()
+        self._thread.join(timeout)
+
+
+def poll_follower(callback: Any, interval: float) -> Follower:
+    """Follow by polling: call `callback` every `interval` seconds (it reads only what is new)."""
+    def loop(stopped: Any) -> None:
+        while not stopped.wait(interval):
+            try:
+                callback()
+            except Exception as exc:  # keep following; the next poll catches up from the ledger
+                follower.errors.append(f"{type(exc).__name__}: {exc}")
+
+    follower = Follower(loop, "mdq-ledger-poll")
+    return follower

@@ -7,14 +7,13 @@ transaction. A crash before COMMIT leaves no trace; after it, the event is on di
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import GENESIS, Event, LedgerError, make_event, now_ts
+from .base import GENESIS, Event, LedgerError, event_from_row, make_event, now_ts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -25,6 +24,7 @@ CREATE TABLE IF NOT EXISTS events (
     package TEXT,
     version TEXT,
     body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_package ON events(package);
@@ -59,10 +59,9 @@ class SQLiteLedger:
                 seq, prev, last_ts = (row[0] + 1, row[1], row[2]) if row else (1, GENESIS, "")
                 ts = max(now_ts(), last_ts)  # replay-at-T needs time to follow the sequence
                 ev = make_event(seq, prev, ts, kind, cohort, package, version, actor, reason, payload or {})
-                cur.execute("INSERT INTO events(seq, ts, kind, cohort, package, version, body, hash) "
-                            "VALUES (?,?,?,?,?,?,?,?)",
-                            (seq, ts, kind, cohort, package, version, json.dumps(ev.as_dict(), ensure_ascii=False),
-                             ev.hash))
+                cur.execute("INSERT INTO events(seq, ts, kind, cohort, package, version, body, prev_hash, hash) "
+                            "VALUES (?,?,?,?,?,?,?,?,?)",
+                            (seq, ts, kind, cohort, package, version, ev.text, prev, ev.hash))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -71,22 +70,37 @@ class SQLiteLedger:
 
     def events(self, since: int = 0) -> Iterator[Event]:
         """Yield events with seq > since, in order."""
-        cur = self._db.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq", (since,))
-        for seq, body in cur:
+        cur = self._db.execute("SELECT seq, body, prev_hash, hash FROM events WHERE seq > ? ORDER BY seq", (since,))
+        for seq, body, prev, h in cur:
             try:
-                yield Event(**json.loads(body))
-            except (ValueError, TypeError) as exc:
+                yield event_from_row(body, prev, h)
+            except (ValueError, TypeError, KeyError) as exc:
                 raise LedgerError(f"ledger {self.path}: entry {seq} is unreadable ({exc}); "
                                   f"run `mdq ledger verify` to find the damage") from None
 
-    def raw_rows(self) -> Iterator[tuple[int, str]]:
-        """Yield (seq, stored JSON) for verification."""
-        yield from self._db.execute("SELECT seq, body FROM events ORDER BY seq")
+    def raw_rows(self) -> Iterator[tuple[int, str, str, str]]:
+        """Yield (seq, body text, prev_hash, hash) for verification."""
+        yield from self._db.execute("SELECT seq, body, prev_hash, hash FROM events ORDER BY seq")
+
+    def state_rows(self, since: int = 0) -> Iterator[tuple[int, str, str, str, str]]:
+        """Yield (seq, ts, kind, cohort, body) of state-changing events after `since`, in order."""
+        yield from self._db.execute("SELECT seq, ts, kind, cohort, body FROM events WHERE seq > ? AND kind IN "
+                                    "('base', 'promoted', 'rolled_back') ORDER BY seq", (since,))
 
     def head(self) -> int:
         """Return the last sequence number (0 for an empty ledger)."""
         row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
         return row[0] or 0
+
+    def follow(self, callback: Any, interval: float = 1.0) -> Any:
+        """Call `callback` every `interval` seconds so a runtime sees other processes' events."""
+        from .base import poll_follower
+
+        return poll_follower(callback, interval)
+
+    def _execute(self, sql: str, params: tuple = ()) -> None:
+        """Run raw SQL (for tests that tamper with rows)."""
+        self._db.execute(sql, params)
 
     def close(self) -> None:
         """Close the connection."""

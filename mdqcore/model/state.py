@@ -53,10 +53,11 @@ def _priority(atom: Atom) -> int:
 class ControlState:
     """An immutable snapshot; `apply` returns a new one. Readers never lock: they hold a reference."""
 
-    __slots__ = ("_data", "seq")
+    __slots__ = ("_raw", "_data", "seq")
 
     def __init__(self, data: Mapping[Path, Any] | None = None, seq: int = 0) -> None:
-        self._data = MappingProxyType(dict(data or {}))
+        self._raw: dict[Path, Any] = dict(data or {})  # never mutated after construction
+        self._data = MappingProxyType(self._raw)
         self.seq = seq  # ledger sequence number of the event that produced this snapshot
 
     # -- reading ------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ class ControlState:
     # -- changing -----------------------------------------------------------------------------
     def apply_diff(self, diff: Iterable[tuple[Path, Any, Any]], seq: int | None = None) -> ControlState:
         """Return a new state with a diff applied (new value None deletes the path)."""
-        data = dict(self._data)
+        data = dict(self._raw)
         for path, _old, new in diff:
             path = tuple(path)
             if new is None:
@@ -125,38 +126,45 @@ class ControlState:
         """
         atoms = list(atoms)
         problems: list[Problem] = []
-        seen: dict[Atom, int] = {}
+        seen: set[tuple] = set()
         sets: dict[Path, tuple[int, Any]] = {}
-        order: list[tuple[int, int, Atom]] = []
+        order: list[tuple[int, int, Atom, Path]] = []
         for i, a in enumerate(atoms):
-            if a in seen:
-                continue  # idempotent merge: the same atom twice is one change
-            seen[a] = i
             p = atom_path(a)
+            ident = (p, a.delta, a.value, getattr(a, "target", None))
+            if ident in seen:
+                continue  # idempotent merge: the same atom twice is one change
+            seen.add(ident)
             if a.value is not None:
                 if p in sets and sets[p][1] != a.value:
                     problems.append(Problem(f"sets {'/'.join(p[1:])} to {a.value!r} but atom {sets[p][0]} sets it "
                                             f"to {sets[p][1]!r}; keep one", f"$.atoms[{i}]"))
                 sets[p] = (i, a.value)
-            order.append((_priority(a), i, a))
+            order.append((_priority(a), i, a, p))
         work: dict[Path, Any] = {}
-        for _, i, a in sorted(order, key=lambda t: (t[0], t[1])):
-            p = atom_path(a)
-            cur = work.get(p, self._data.get(p))
+        raw = self._raw
+        order.sort(key=lambda t: (t[0], t[1]))
+        for _, i, a, p in order:
+            cur = work[p] if p in work else raw.get(p)
             try:
                 work[p] = self._next_value(a, p, cur, strict)
             except ValueError as exc:
                 problems.append(Problem(str(exc), f"$.atoms[{i}]"))
                 continue
-            if isinstance(a, Idx) and a.target is not None:
+            if a.__class__ is Idx and a.target is not None:
                 work[("target", a.feature, a.seg)] = a.target
         if problems:
             raise PackageError(problems, source="package")
-        return [(p, self._data.get(p), v) for p, v in work.items() if self._data.get(p) != v]
+        out = []
+        for p, v in work.items():
+            old = raw.get(p)
+            if old != v:
+                out.append((p, old, v))
+        return out
 
     def _next_value(self, a: Atom, p: Path, cur: Any, strict: bool) -> Any:
-        if isinstance(a, Idx):
-            semiring = self._data.get(("semiring", a.feature))
+        if a.__class__ is Idx:
+            semiring = self._raw.get(("semiring", a.feature))
             if semiring is None:
                 if strict:
                     known = sorted({k[1] for k in self._data if k[0] == "semiring"})
@@ -166,7 +174,7 @@ class ControlState:
                 return float(a.value)
             base = 0.0 if cur is None else cur
             return base + a.delta if semiring == "sum" else max(base, a.delta)
-        bound = self._data.get(("bound", *p[1:]))
+        bound = self._raw.get(("bound", *p[1:]))
         if bound is None and strict:
             owners = sorted({k[3] for k in self._data if k[0] == "bound" and k[1:3] == p[1:3]})
             what = {"Op": "operator", "Len": "length policy", "Gate": "gate"}[p[1]]

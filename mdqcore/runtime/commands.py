@@ -228,11 +228,11 @@ def ledger_replay(at: str | None, cohort: str, as_json: bool, ledger_url: str | 
       mdq ledger replay --at 2026-11-22T18:00:00Z --json
     """
     from ..cli import registry
-    from ..ledger.base import ControlState, LedgerError, replay
+    from ..ledger.base import ControlState, LedgerError, replay_ledger
     from ..ledger.open import open_ledger
 
     try:
-        states = replay(open_ledger(ledger_url, registry()).events(), at=at)
+        states = replay_ledger(open_ledger(ledger_url, registry()), at=at)
     except LedgerError as exc:
         _fail(str(exc), 2)
     _print_state(states.get(cohort) or states.get("default") or ControlState(), cohort, as_json)

@@ -14,10 +14,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from attrs import frozen
 
 from ..errors import DocumentError, MdqError
-from ..ledger.base import Ledger, diff_to_json, replay, replay_base
+from ..ledger.base import Ledger, diff_from_json, diff_to_json, replay, replay_base
 from ..model import GateResult, MdqPackage, unstructure
 from ..model.convert import _conv
 from ..model.atoms import Atom
@@ -94,11 +95,46 @@ class Runtime:
         self.registry, self.ledger, self.actor = registry, ledger, actor
         self.trust = trust or TrustPolicy()
         self._write = threading.Lock()
-        events = list(ledger.events())
-        self.base = replay_base(events)
-        self._slots: dict[str, Slot] = {c: Slot(s) for c, s in replay(events).items()}
+        self._refresh_lock = threading.Lock()
+        rows = list(ledger.state_rows())
+        self._seen = rows[-1][0] if rows else 0
+        self.base = replay_base(rows)
+        self._slots: dict[str, Slot] = {c: Slot(s) for c, s in replay(rows).items()}
         self.current: ControlState = self._slots[DEFAULT].active  # the hot path's attribute
+        self._follower: Any = None
         self._sync_base()
+
+    def refresh(self) -> int:
+        """Apply ledger events written since the last one seen (by any process or machine); return how many."""
+        with self._refresh_lock:
+            n = 0
+            for seq, _ts, kind, cohort, text in self.ledger.state_rows(since=self._seen):
+                self._apply_event(seq, kind, cohort, orjson.loads(text)["payload"])
+                self._seen = seq
+                n += 1
+            return n
+
+    def _apply_event(self, seq: int, kind: str, cohort: str, payload: dict[str, Any]) -> None:
+        diff = diff_from_json(payload.get("diff", []))
+        if kind == "base":
+            self.base = self.base.apply_diff(diff)
+            for c, slot in list(self._slots.items()):
+                self._swap(c, Slot(slot.active.apply_diff(diff)))
+            return
+        slot = self._slots.get(cohort) or Slot(ControlState(self.base.data))
+        self._swap(cohort, Slot(slot.active.apply_diff(diff, seq=seq)))  # a stale canary is dropped
+
+    def follow(self, interval: float = 1.0) -> None:
+        """Keep this runtime current with promotions made elsewhere (LISTEN/NOTIFY or polling)."""
+        if self._follower is None:
+            self._follower = self.ledger.follow(self.refresh, interval=interval)
+
+    def close(self) -> None:
+        """Stop following and close the ledger."""
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
+        self.ledger.close()
 
     # -- reading (no locks) -------------------------------------------------------------------
     def snapshot(self, cohort: str = DEFAULT, key: str | None = None) -> ControlState:
@@ -133,11 +169,9 @@ class Runtime:
         if not diff:
             return
         with self._write:
-            ev = self._log("base", DEFAULT, None, "installed plugins declare new parameters or bounds",
-                           diff=diff_to_json(diff))
-            self.base = self.base.apply_diff(diff)
-            for c, slot in list(self._slots.items()):
-                self._swap(c, Slot(slot.active.apply_diff(diff, seq=slot.active.seq or ev.seq)))
+            self._log("base", DEFAULT, None, "installed plugins declare new parameters or bounds",
+                      diff=diff_to_json(diff))
+            self.refresh()
 
     def apply(self, pkg: MdqPackage, *, cohort: str = DEFAULT, canary: float = 0.1,
               inputs: Sequence[Mapping[str, Any]] = (), allow_downgrade: bool = False) -> ApplyResult:
@@ -145,6 +179,7 @@ class Runtime:
         if not 0.0 <= canary <= 1.0:
             raise ValueError(f"canary fraction must be within [0, 1], got {canary}")
         with self._write:
+            self.refresh()  # decide against the newest state any replica has promoted
             reason = pkg.provenance.reason if pkg.provenance else ""
             self._log("received", cohort, pkg, reason, package=unstructure(pkg))
             slot = self._slots.get(cohort) or Slot(ControlState(self.base.data))
@@ -170,20 +205,22 @@ class Runtime:
                 if ckpis["regressions"]:
                     raise Rejected(pkg.ref, "canary", "; ".join(ckpis["regressions"]))
             except Exception as exc:  # any failure after staging: drop the staged state, record the inverse
-                self._swap(cohort, Slot(active))
+                self._swap(cohort, self._slots.get(cohort) and Slot(self._slots[cohort].active) or Slot(active))
                 why = exc.reason if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
                 stage = exc.stage if isinstance(exc, Rejected) else "shadow/canary"
                 self._log("rolled_back", cohort, pkg, why, diff=[], inverse=[], stage=stage)
+                self.refresh()
                 if isinstance(exc, Rejected):
                     raise
                 raise Rejected(pkg.ref, stage, why) from exc
             ev = self._log("promoted", cohort, pkg, reason or "KPIs held", diff=diff_to_json(diff))
-            self._swap(cohort, Slot(active.apply_diff(diff, seq=ev.seq)))
+            self.refresh()  # the ledger's order is the truth: fold our promotion in through it
             return ApplyResult(pkg.ref, cohort, len(diff), {"shadow": kpis, "canary": ckpis}, ev.seq)
 
     def rollback(self, name: str, *, cohort: str = DEFAULT, reason: str = "operator asked") -> int:
         """Undo an active package in one cohort; record the inverse. Return the ledger seq."""
         with self._write:
+            self.refresh()
             slot = self._slots.get(cohort)
             if slot is None or slot.active.get(("package", name)) is None:
                 active = ", ".join(sorted(slot.active.packages())) if slot else ""
@@ -194,7 +231,7 @@ class Runtime:
             ev = self.ledger.append("rolled_back", cohort=cohort, package=name, version=entry["version"],
                                     actor=self.actor, reason=reason,
                                     payload={"diff": diff_to_json(diff), "inverse": entry.get("inverse") or []})
-            self._swap(cohort, Slot(slot.active.apply_diff(diff, seq=ev.seq)))
+            self.refresh()
             return ev.seq
 
     # -- the steps ----------------------------------------------------------------------------

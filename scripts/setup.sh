@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs for mdq's main job and tests.
+#  - PostgreSQL server binaries (Debian package `postgresql`) for the shared-ledger tests: the
+#    tests start their own throw-away cluster on 127.0.0.1 and skip, saying why, without it.
+#  - the kernel, every first-party plugin (editable) and the test tools (requirements-dev.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing PostgreSQL (apt-get install postgresql)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+      || echo "setup: PostgreSQL could not be installed; its tests will be skipped" >&2
+  else
+    echo "setup: PostgreSQL not installed and apt-get unavailable here; its tests will be skipped" >&2
+  fi
+fi
+python3 -m pip install -q -r requirements-dev.txt
