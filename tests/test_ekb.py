@@ -62,3 +62,21 @@ def test_corrupt_cold_file_names_the_line(tmp_path):
 def test_bad_configuration(kw, fragment):
     with pytest.raises(ValueError, match=fragment):
         EKB(None, **kw)
+
+
+def test_attached_ekb_sees_promotions_and_rollbacks(cold, core_registry, ledger):
+    import mdqcore
+    from mdqcore.runtime.hotplug import Runtime
+
+    rt = Runtime(core_registry, ledger)
+    e = EKB(cold, promote_hits=1)
+    e.attach(rt)
+    assert e.lookup("idf", "奥司他韦") == 0.9 and ("idf", "奥司他韦") in e.hot
+    rt.apply(mdqcore.load_package({"name": "boost", "semver": "1.0.0", "atoms": [
+        {"type": "Idx", "feature": "idf", "seg": "奥司他韦", "value": 0.97}]}))
+    assert e.lookup("idf", "奥司他韦") == 0.97  # visible to the very next look-up
+    rt.apply(mdqcore.load_package({"name": "other", "semver": "1.0.0", "atoms": [
+        {"type": "Idx", "feature": "idf", "seg": "流感病毒", "value": 0.5}]}), cohort="canary")
+    assert e.lookup("idf", "流感病毒") == 0.88  # another cohort's change does not leak in
+    rt.rollback("boost")
+    assert e.lookup("idf", "奥司他韦") is None  # the entry was absent before the package

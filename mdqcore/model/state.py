@@ -128,7 +128,7 @@ class ControlState:
         problems: list[Problem] = []
         seen: set[tuple] = set()
         sets: dict[Path, tuple[int, Any]] = {}
-        order: list[tuple[int, int, Atom, Path]] = []
+        buckets: list[list[tuple[int, Atom, Path]]] = [[], [], [], []]  # one per priority, in atom order
         for i, a in enumerate(atoms):
             p = atom_path(a)
             ident = (p, a.delta, a.value, getattr(a, "target", None))
@@ -140,11 +140,10 @@ class ControlState:
                     problems.append(Problem(f"sets {'/'.join(p[1:])} to {a.value!r} but atom {sets[p][0]} sets it "
                                             f"to {sets[p][1]!r}; keep one", f"$.atoms[{i}]"))
                 sets[p] = (i, a.value)
-            order.append((_priority(a), i, a, p))
+            buckets[_priority(a)].append((i, a, p))
         work: dict[Path, Any] = {}
         raw = self._raw
-        order.sort(key=lambda t: (t[0], t[1]))
-        for _, i, a, p in order:
+        for i, a, p in (item for bucket in buckets for item in bucket):
             cur = work[p] if p in work else raw.get(p)
             try:
                 work[p] = self._next_value(a, p, cur, strict)

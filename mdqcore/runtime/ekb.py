@@ -132,3 +132,7 @@ class EKB:
     def update_from_diff(self, diff: Iterable[tuple[tuple[str, ...], object, object]]) -> None:
         """Feed a promoted state diff: its ("index", feature, seg) entries."""
         self.update((p[1], p[2], new) for p, _old, new in diff if p[0] == "index")  # type: ignore[misc]
+
+    def attach(self, runtime: object, cohort: str = "default") -> None:
+        """Follow one cohort of a Runtime: every promoted or rolled-back Idx change lands here at once."""
+        runtime.subscribe(lambda c, diff: self.update_from_diff(diff) if c == cohort else None)  # type: ignore[attr-defined]

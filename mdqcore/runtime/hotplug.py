@@ -102,20 +102,33 @@ class Runtime:
         self._slots: dict[str, Slot] = {c: Slot(s) for c, s in replay(rows).items()}
         self.current: ControlState = self._slots[DEFAULT].active  # the hot path's attribute
         self._follower: Any = None
+        self._listeners: list[Any] = []
         self._sync_base()
 
-    def refresh(self) -> int:
-        """Apply ledger events written since the last one seen (by any process or machine); return how many."""
+    def subscribe(self, listener: Any) -> None:
+        """Call `listener(cohort, diff)` for every state change folded in from now on (e.g. EKB.update_from_diff)."""
+        self._listeners.append(listener)
+
+    def refresh(self, own: tuple[int, Diff] | None = None) -> int:
+        """Apply ledger events written since the last one seen (by any process or machine); return how many.
+
+        `own` is (seq, diff) of an event this runtime just wrote: its diff is used as is, not re-decoded.
+        """
         with self._refresh_lock:
             n = 0
             for seq, _ts, kind, cohort, text in self.ledger.state_rows(since=self._seen):
-                self._apply_event(seq, kind, cohort, orjson.loads(text)["payload"])
+                if own is not None and seq == own[0]:
+                    self._apply_diff(seq, kind, cohort, own[1])
+                else:
+                    self._apply_event(seq, kind, cohort, orjson.loads(text)["payload"])
                 self._seen = seq
                 n += 1
             return n
 
     def _apply_event(self, seq: int, kind: str, cohort: str, payload: dict[str, Any]) -> None:
-        diff = diff_from_json(payload.get("diff", []))
+        self._apply_diff(seq, kind, cohort, diff_from_json(payload.get("diff", [])))
+
+    def _apply_diff(self, seq: int, kind: str, cohort: str, diff: Diff) -> None:
         if kind == "base":
             self.base = self.base.apply_diff(diff)
             for c, slot in list(self._slots.items()):
@@ -123,6 +136,8 @@ class Runtime:
             return
         slot = self._slots.get(cohort) or Slot(ControlState(self.base.data))
         self._swap(cohort, Slot(slot.active.apply_diff(diff, seq=seq)))  # a stale canary is dropped
+        for listener in self._listeners:
+            listener(cohort, diff)
 
     def follow(self, interval: float = 1.0) -> None:
         """Keep this runtime current with promotions made elsewhere (LISTEN/NOTIFY or polling)."""
@@ -214,7 +229,7 @@ class Runtime:
                     raise
                 raise Rejected(pkg.ref, stage, why) from exc
             ev = self._log("promoted", cohort, pkg, reason or "KPIs held", diff=diff_to_json(diff))
-            self.refresh()  # the ledger's order is the truth: fold our promotion in through it
+            self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
             return ApplyResult(pkg.ref, cohort, len(diff), {"shadow": kpis, "canary": ckpis}, ev.seq)
 
     def rollback(self, name: str, *, cohort: str = DEFAULT, reason: str = "operator asked") -> int:
@@ -231,7 +246,7 @@ class Runtime:
             ev = self.ledger.append("rolled_back", cohort=cohort, package=name, version=entry["version"],
                                     actor=self.actor, reason=reason,
                                     payload={"diff": diff_to_json(diff), "inverse": entry.get("inverse") or []})
-            self.refresh()
+            self.refresh(own=(ev.seq, diff))
             return ev.seq
 
     # -- the steps ----------------------------------------------------------------------------
@@ -289,7 +304,8 @@ class Runtime:
             pre = active.apply_diff(diff)
         changes = pre.plan(pkg.atoms)
         inverse = None if pkg.rollback.auto else [_atom_json(a) for a in pkg.inverse_atoms()]
-        entry = {"version": pkg.semver, "changes": diff_to_json(changes), "inverse": inverse}
+        # JSON-shaped (lists, not tuples): the live entry must equal the one replay decodes
+        entry = {"version": pkg.semver, "changes": [[list(p), o, n] for p, o, n in changes], "inverse": inverse}
         changes.append((("package", pkg.name), pre.get(("package", pkg.name)), entry))
         merged: dict[tuple[str, ...], tuple[Any, Any]] = {}
         for p, old, new in diff + changes:

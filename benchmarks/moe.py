@@ -1,0 +1,96 @@
+"""CDSP-MoE (issue #8), each figure beside its anchor in one run.
+
+  block-sparse    SparseCDSP (gathered k columns per expert, top-1 routing) vs the dense masked
+                  layer, d=256, N=1024, E=4, 4096 rows, k/N = 1/4, 1/8, 1/16
+                  goal: time ratio within 1.5x of the FLOP ratio k/N
+  training step   forward + backward of one CDSP-MoE layer vs a standard top-1 MoE whose experts
+                  have hidden width k (equal active parameters per token: 2*d*k)
+  interference    the digits experiment (mdq moe interference): per-task accuracy of CDSP-MoE,
+                  a plain MLP without / with the task id, and a top-1 MoE; figures in results/moe/
+
+    python benchmarks/moe.py [--epochs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from _common import RESULTS, report
+from mdq_cdsp_moe import CDSPConfig, CDSPMoE, SparseCDSP
+from mdq_cdsp_moe.experiment import TopKMoELayer, plot, run_interference
+from mdq_cdsp_moe.sparse import dense_reference
+
+
+def _time(fn, reps: int = 20) -> float:
+    fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return sorted(ts)[len(ts) // 2]
+
+
+def sparse_rows() -> list[dict]:
+    torch.manual_seed(0)
+    rows = []
+    x, task = torch.randn(4096, 256), torch.randint(0, 2, (4096,))
+    for div in (4, 8, 16):
+        layer = CDSPMoE(CDSPConfig(256, 1024, 4, 1024 // div, n_tasks=2))
+        with torch.no_grad():
+            layer.alpha.normal_()
+        sp = SparseCDSP(layer)
+        assert torch.allclose(sp(x, task), dense_reference(layer, x, task), atol=1e-4)
+        td = _time(lambda: dense_reference(layer, x, task))
+        ts = _time(lambda: sp(x, task))
+        rows.append({"k/N": f"1/{div}", "dense_ms": td * 1e3, "sparse_ms": ts * 1e3, "time_ratio": ts / td,
+                     "flop_ratio": 1 / div, "time_over_flop": (ts / td) * div, "goal": "<= 1.5"})
+    return rows
+
+
+def train_step_rows() -> list[dict]:
+    torch.manual_seed(0)
+    d, N, k, E, B = 256, 1024, 64, 4, 512
+    x, task = torch.randn(B, d), torch.randint(0, 2, (B,))
+    cdsp = CDSPMoE(CDSPConfig(d, N, E, k, n_tasks=2))
+    topk = TopKMoELayer(d, k, E)
+
+    def step(layer):
+        layer.zero_grad()
+        layer(x, task).pow(2).mean().backward()
+
+    tc, tt = _time(lambda: step(cdsp)), _time(lambda: step(topk))
+    return [{"model": "cdsp-moe (d=256, N=1024, k=64)", "active_params_per_token": 2 * d * k, "step_ms": tc * 1e3,
+             "ratio_vs_topk": tc / tt},
+            {"model": "top-1 MoE (expert hidden 64)", "active_params_per_token": 2 * d * k, "step_ms": tt * 1e3,
+             "ratio_vs_topk": 1.0}]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=40)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    report("moe_sparse", "block-sparse vs dense inference (median of 20)",
+           ["k/N", "dense_ms", "sparse_ms", "time_ratio", "flop_ratio", "time_over_flop", "goal"], sparse_rows())
+    report("moe_train_step", "training step, equal active parameters (median of 20)",
+           ["model", "active_params_per_token", "step_ms", "ratio_vs_topk"], train_step_rows())
+    t0 = time.perf_counter()
+    res = run_interference(a.epochs, 0)
+    res.pop("_model")
+    res["figures"] = plot(res, RESULTS / "moe")
+    (RESULTS / "moe").mkdir(parents=True, exist_ok=True)
+    (RESULTS / "moe" / "interference.json").write_text(json.dumps(res, indent=2))
+    rows = [{"model": n, "params": m["params"], "task0_acc": m["test_acc_task0"], "task1_acc": m["test_acc_task1"],
+             "step_ms": m["step_ms"]} for n, m in res["models"].items()]
+    report("moe_interference", f"interference test, digits parity vs inverse parity ({a.epochs} epochs, "
+           f"{time.perf_counter() - t0:.0f} s)", ["model", "params", "task0_acc", "task1_acc", "step_ms"], rows,
+           {"goal": "cdsp >= 0.95 on both tasks", "figures": res["figures"]})
+
+
+if __name__ == "__main__":
+    main()
