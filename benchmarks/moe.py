@@ -1,7 +1,7 @@
 """CDSP-MoE (issue #8), each figure beside its anchor in one run.
 
   block-sparse    SparseCDSP (gathered k columns per expert, top-1 routing) vs the dense masked
-                  layer, d=256, N=1024, E=4, 4096 rows, k/N = 1/4, 1/8, 1/16
+                  layer, E=4, 4096 rows, k/N = 1/4, 1/8, 1/16, at d x N = 256 x 1024 and 512 x 2048
                   goal: time ratio within 1.5x of the FLOP ratio k/N
   training step   forward + backward of one CDSP-MoE layer vs a standard top-1 MoE whose experts
                   have hidden width k (equal active parameters per token: 2*d*k)
@@ -38,16 +38,23 @@ def _time(fn, reps: int = 20) -> float:
 def sparse_rows() -> list[dict]:
     torch.manual_seed(0)
     rows = []
-    x, task = torch.randn(4096, 256), torch.randint(0, 2, (4096,))
+    for d, N in ((256, 1024), (512, 2048)):
+        rows += _sparse_size(d, N)
+    return rows
+
+
+def _sparse_size(d: int, N: int) -> list[dict]:
+    rows = []
+    x, task = torch.randn(4096, d), torch.randint(0, 2, (4096,))
     for div in (4, 8, 16):
-        layer = CDSPMoE(CDSPConfig(256, 1024, 4, 1024 // div, n_tasks=2))
+        layer = CDSPMoE(CDSPConfig(d, N, 4, N // div, n_tasks=2))
         with torch.no_grad():
             layer.alpha.normal_()
         sp = SparseCDSP(layer)
         assert torch.allclose(sp(x, task), dense_reference(layer, x, task), atol=1e-4)
         td = _time(lambda: dense_reference(layer, x, task))
         ts = _time(lambda: sp(x, task))
-        rows.append({"k/N": f"1/{div}", "dense_ms": td * 1e3, "sparse_ms": ts * 1e3, "time_ratio": ts / td,
+        rows.append({"d x N": f"{d} x {N}", "k/N": f"1/{div}", "dense_ms": td * 1e3, "sparse_ms": ts * 1e3, "time_ratio": ts / td,
                      "flop_ratio": 1 / div, "time_over_flop": (ts / td) * div, "goal": "<= 1.5"})
     return rows
 
@@ -76,7 +83,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(2)
     report("moe_sparse", "block-sparse vs dense inference (median of 20)",
-           ["k/N", "dense_ms", "sparse_ms", "time_ratio", "flop_ratio", "time_over_flop", "goal"], sparse_rows())
+           ["d x N", "k/N", "dense_ms", "sparse_ms", "time_ratio", "flop_ratio", "time_over_flop", "goal"], sparse_rows())
     report("moe_train_step", "training step, equal active parameters (median of 20)",
            ["model", "active_params_per_token", "step_ms", "ratio_vs_topk"], train_step_rows())
     t0 = time.perf_counter()
