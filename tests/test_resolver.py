@@ -92,6 +92,13 @@ def test_chain_of_10000_has_no_recursion_error():
     assert len(resolve(Index.of(deps), ["c0@^1"])) == n
 
 
+def test_two_root_requirements_on_one_name_both_hold():
+    assert resolve(IDX, ["b@>=2.0.0", "b@<3.0.0"]) == {"b": "2.5.0"}
+    assert resolve(IDX, ["b@^2 || ^3", "b@<2.5.0"]) == {"b": "2.0.0"}  # a union no longer wins over the other
+    with pytest.raises(ResolutionImpossible):
+        resolve(IDX, ["b@^3", "b@^2"])
+
+
 def test_cohorts_resolve_separately():
     got = resolve_cohorts(IDX, ["a@*", "canary:a@^1", "group-a:c@1.4.0"])
     assert got == {"canary": {"a": "1.0.0"}, "default": {"a": "2.1.0", "b": "3.0.0"},

@@ -28,10 +28,8 @@ def open_ledger(url: str | None, registry: Registry) -> Ledger:
         scheme, rest = "", url
     for cap in registry.of_kind("ledger_backend"):
         if scheme in cap.meta.get("schemes", ()):
-            target = rest if scheme in ("sqlite", "file", "") else url
-            if scheme in ("sqlite", "file") and target.startswith("/") is False and rest.startswith("/"):
-                target = rest
-            return cap.obj(target)
+            # file-like schemes hand the backend a path; network ones the whole URL
+            return cap.obj(rest if scheme in ("sqlite", "file", "") else url)
     known = sorted({s for c in registry.of_kind("ledger_backend") for s in c.meta.get("schemes", ()) if s})
     raise LedgerError(f"no ledger backend handles {scheme or 'plain paths'!r} in {url!r} "
                       f"(schemes: {', '.join(known) or 'none: is the core plugin loaded?'})")

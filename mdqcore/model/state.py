@@ -218,7 +218,3 @@ class ControlState:
     def __repr__(self) -> str:
         return f"ControlState({len(self._data)} entries, seq={self.seq})"
 
-
-def path_to_json(path: Path) -> list[str]:
-    """Return a path as a JSON list."""
-    return list(path)

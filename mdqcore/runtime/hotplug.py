@@ -220,7 +220,8 @@ class Runtime:
                 if ckpis["regressions"]:
                     raise Rejected(pkg.ref, "canary", "; ".join(ckpis["regressions"]))
             except Exception as exc:  # any failure after staging: drop the staged state, record the inverse
-                self._swap(cohort, self._slots.get(cohort) and Slot(self._slots[cohort].active) or Slot(active))
+                now = self._slots.get(cohort)  # a refresh may have moved the cohort on meanwhile
+                self._swap(cohort, Slot(now.active if now is not None else active))
                 why = exc.reason if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
                 stage = exc.stage if isinstance(exc, Rejected) else "shadow/canary"
                 self._log("rolled_back", cohort, pkg, why, diff=[], inverse=[], stage=stage)

@@ -120,10 +120,8 @@ class Resolver:
     def resolve(self, requirements: Iterable[Requirement | str]) -> dict[str, str]:
         """Return {name: version} satisfying every requirement, or raise ResolutionImpossible."""
         reqs = [Requirement.parse(r) if isinstance(r, str) else r for r in requirements]
-        self.root_requires = {}
-        for r in reqs:
-            prev = self.root_requires.get(r.name)
-            self.root_requires[r.name] = r.range if prev is None else f"{prev} {r.range}" if "||" not in prev + r.range else r.range
+        # each root requirement is its own constraint: two on one name must both hold
+        self.root_requires: list[tuple[str, str]] = [(r.name, r.range) for r in reqs]
         self.assignments: list[_Assignment] = []
         self.by_pkg: dict[str, list[_Assignment]] = {}
         self.acc: dict[str, tuple[int, bool]] = {}
@@ -293,14 +291,13 @@ class Resolver:
         return pkg
 
     def _requires(self, pkg: str, vi: int) -> Mapping[str, str]:
-        if pkg == ROOT:
-            return self.root_requires
         return self.index.packages[pkg][self.versions[pkg][vi]].requires
 
     def _dependencies(self, pkg: str, vi: int) -> list[Incompatibility]:
         out = []
         vs = self.versions[pkg]
-        for dep, rng in self._requires(pkg, vi).items():
+        pairs = self.root_requires if pkg == ROOT else self._requires(pkg, vi).items()
+        for dep, rng in pairs:
             if dep == pkg:  # a release that requires its own name: usable only if it admits itself
                 if not (self.mask_of(dep, rng) >> vi) & 1 and (pkg, -1 - vi) not in self._deps_added:
                     self._deps_added.add((pkg, -1 - vi))
