@@ -152,6 +152,12 @@ def replay(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
 
     `events` are Event objects or (seq, ts, kind, cohort, canonical body text) rows.
     """
+    return replay_with_base(events, at)[1]
+
+
+def replay_with_base(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
+                     at: str | None = None) -> tuple[ControlState, dict[str, ControlState]]:
+    """Return (the base state plugins declared, every cohort's state) at time `at`, in one pass."""
     limit = normalize_ts(at) if at else None
     work: dict[str, dict] = {}
     seqs: dict[str, int] = {}
@@ -181,22 +187,7 @@ def replay(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
             seqs[cohort] = seq
     states = {c: ControlState(d, seqs.get(c, 0)) for c, d in work.items()}
     states.setdefault("default", ControlState(base))
-    return states
-
-
-def replay_base(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]]) -> ControlState:
-    """Return the base state (what plugins declare) as last recorded; takes events or state rows."""
-    data: dict = {}
-    for ev in events:
-        kind = ev[2] if isinstance(ev, tuple) else ev.kind
-        if kind == "base":
-            payload = orjson.loads(ev[4])["payload"] if isinstance(ev, tuple) else ev.payload
-            for path, _old, new in payload.get("diff", []):
-                if new is None:
-                    data.pop(tuple(path), None)
-                else:
-                    data[tuple(path)] = new
-    return ControlState(data)
+    return ControlState(base), states
 
 
 @frozen

@@ -89,6 +89,16 @@ def _unstructure_atom(a: Atom) -> dict[str, Any]:
     return d
 
 
+def atom_to_json(atom: Atom) -> dict[str, Any]:
+    """Return an atom's JSON form ({"type": ..., fields without None})."""
+    return _unstructure_atom(atom)
+
+
+def atom_from_json(data: dict[str, Any]) -> Atom:
+    """Build an atom from its JSON form; raises cattrs validation errors (see `problems_of`)."""
+    return _structure_atom(dict(data), Atom)
+
+
 def _structure_inverse_item(v: Any, _: Any) -> Any:
     if isinstance(v, str):
         if v != AUTO:

@@ -16,8 +16,7 @@ def propose_package(stats: dict[str, Any], state: Any = None) -> dict[str, Any]:
     import numpy as np
 
     from ..model import load_package
-    from ..model.convert import _conv
-    from ..model.atoms import Atom
+    from ..model.convert import atom_from_json, atom_to_json
     from ..model.state import atom_path
     from .calculus import balance, clip, propose_deltas
 
@@ -29,7 +28,7 @@ def propose_package(stats: dict[str, Any], state: Any = None) -> dict[str, Any]:
     atoms = []
     for i, it in enumerate(items):
         try:
-            atoms.append(_conv.structure({**it["atom"], "delta": 0.0}, Atom))
+            atoms.append(atom_from_json({**it["atom"], "delta": 0.0}))
         except (BaseValidationError, ValueError) as exc:
             where = "; ".join(f"{p.message} @ $.params[{i}].atom{p.path[1:]}" for p in problems_of(exc))
             raise ValueError(where) from None
@@ -52,7 +51,7 @@ def propose_package(stats: dict[str, Any], state: Any = None) -> dict[str, Any]:
     out_atoms = []
     for a, d in zip(atoms, delta):
         if abs(d) > 1e-12:
-            out_atoms.append({**_conv.unstructure(a, Atom), "delta": round(float(d), 12)})
+            out_atoms.append({**atom_to_json(a), "delta": round(float(d), 12)})
     if not out_atoms:
         raise ValueError("every proposed change is zero after quantization, penalty and clipping: nothing to propose")
     doc = {"name": stats.get("name", "mdq.proposed"), "semver": stats.get("semver", "0.1.0"),

@@ -18,10 +18,9 @@ import orjson
 from attrs import frozen
 
 from ..errors import DocumentError, MdqError
-from ..ledger.base import Ledger, diff_from_json, diff_to_json, replay, replay_base
+from ..ledger.base import Ledger, diff_from_json, diff_to_json, replay_with_base
 from ..model import GateResult, MdqPackage, unstructure
-from ..model.convert import _conv
-from ..model.atoms import Atom
+from ..model.convert import atom_from_json, atom_to_json
 from ..model.state import ControlState, Diff, atom_path
 from ..registry import Registry
 from ..versions.ranges import version_key
@@ -79,14 +78,6 @@ def base_data(registry: Registry) -> dict[tuple[str, ...], Any]:
     return data
 
 
-def _atom_json(atom: Atom) -> dict[str, Any]:
-    return _conv.unstructure(atom, Atom)
-
-
-def _atom_from_json(d: Mapping[str, Any]) -> Atom:
-    return _conv.structure(dict(d), Atom)
-
-
 class Runtime:
     """A running control plane bound to a registry and a ledger."""
 
@@ -98,8 +89,8 @@ class Runtime:
         self._refresh_lock = threading.Lock()
         rows = list(ledger.state_rows())
         self._seen = rows[-1][0] if rows else 0
-        self.base = replay_base(rows)
-        self._slots: dict[str, Slot] = {c: Slot(s) for c, s in replay(rows).items()}
+        self.base, states = replay_with_base(rows)
+        self._slots: dict[str, Slot] = {c: Slot(s) for c, s in states.items()}
         self.current: ControlState = self._slots[DEFAULT].active  # the hot path's attribute
         self._follower: Any = None
         self._listeners: list[Any] = []
@@ -212,7 +203,7 @@ class Runtime:
                     self._log("shadow_failed", cohort, pkg, "; ".join(kpis["regressions"]), kpis=kpis)
                     raise Rejected(pkg.ref, "shadow", "; ".join(kpis["regressions"]))
                 self._log("shadow_passed", cohort, pkg, "no KPI regressed", kpis=kpis)
-                salt = f"{pkg.ref}"
+                salt = pkg.ref
                 self._swap(cohort, Slot(active, staged, canary, salt))
                 self._log("canary_started", cohort, pkg, f"{canary:.0%} of requests", fraction=canary)
                 routed = [r for i, r in enumerate(inputs) if in_canary(str(r.get("key", i)), canary, salt)]
@@ -304,7 +295,7 @@ class Runtime:
             diff = self._undo_diff(active, pkg.name)
             pre = active.apply_diff(diff)
         changes = pre.plan(pkg.atoms)
-        inverse = None if pkg.rollback.auto else [_atom_json(a) for a in pkg.inverse_atoms()]
+        inverse = None if pkg.rollback.auto else [atom_to_json(a) for a in pkg.inverse_atoms()]
         # JSON-shaped (lists, not tuples): the live entry must equal the one replay decodes
         entry = {"version": pkg.semver, "changes": [[list(p), o, n] for p, o, n in changes], "inverse": inverse}
         changes.append((("package", pkg.name), pre.get(("package", pkg.name)), entry))
@@ -319,7 +310,7 @@ class Runtime:
         entry = state.get(("package", name))
         out: dict[tuple[str, ...], Any] = {}
         if entry.get("inverse"):
-            work, _ = state.apply([_atom_from_json(a) for a in entry["inverse"]], strict=False)
+            work, _ = state.apply([atom_from_json(a) for a in entry["inverse"]], strict=False)
             out = {p: work.get(p) for p in work if work.get(p) != state.get(p)}
         else:
             for path, old, new in entry["changes"]:
