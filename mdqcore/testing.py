@@ -43,3 +43,19 @@ def mdq_load_plugin() -> Callable[..., Registry]:
     It raises PluginError if the plugin is broken, unless called with allow_broken=True.
     """
     return load_isolated
+
+
+@pytest.fixture
+def mdq_cli_plugins(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Give a function limiting the `mdq` CLI to the named plugins (MDQ_PLUGINS), with a fresh registry.
+
+    The CLI loads plugins once per process; this clears that cache before and after the test.
+    """
+    from . import cli
+
+    def use(names: str) -> None:
+        monkeypatch.setenv("MDQ_PLUGINS", names)
+        cli.registry.cache_clear()
+
+    yield use
+    cli.registry.cache_clear()

@@ -51,8 +51,8 @@ def test_a_promoted_package_changes_the_reward_live(reg, tmp_path):
     rt.close()
 
 
-def test_demo_twice_picks_up_the_ledger(tmp_path, monkeypatch):
-    monkeypatch.setenv("MDQ_PLUGINS", "core,flexattn")
+def test_demo_twice_picks_up_the_ledger(tmp_path, mdq_cli_plugins):
+    mdq_cli_plugins("core,flexattn")
     runner = CliRunner()
     led, log = str(tmp_path / "d.sqlite"), str(tmp_path / "steps.jsonl")
     first = runner.invoke(main, ["demo", "--ledger", led, "--log", log])
@@ -70,8 +70,8 @@ def test_demo_twice_picks_up_the_ledger(tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
 
 
-def test_score_command_and_bad_log(tmp_path, monkeypatch):
-    monkeypatch.setenv("MDQ_PLUGINS", "core,flexattn")
+def test_score_command_and_bad_log(tmp_path, mdq_cli_plugins):
+    mdq_cli_plugins("core,flexattn")
     runner = CliRunner()
     led = str(tmp_path / "d.sqlite")
     r = runner.invoke(main, ["flexattn", "score", "--ledger", led, "--question", "阿司匹林有什么作用？", "--json",

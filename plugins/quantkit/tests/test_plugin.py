@@ -16,11 +16,11 @@ def test_registers_rtn_and_commands(mdq_load_plugin):
     assert reg.names("command") == ["eval", "quantize"]
 
 
-def test_quantize_and_eval_a_local_checkpoint(tmp_path, monkeypatch):
+def test_quantize_and_eval_a_local_checkpoint(tmp_path, mdq_cli_plugins):
     from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    monkeypatch.setenv("MDQ_PLUGINS", "core,quantkit,gptq,awq")
+    mdq_cli_plugins("core,quantkit,gptq,awq")
     src = tmp_path / "tiny"
     tiny_llama().save_pretrained(src)
     tk = Tokenizer(models.WordLevel({f"w{i}": i for i in range(256)} | {"[UNK]": 0}, unk_token="[UNK]"))
@@ -40,8 +40,8 @@ def test_quantize_and_eval_a_local_checkpoint(tmp_path, monkeypatch):
     assert json.loads(res.output.strip().splitlines()[-1])["ppl"] > 1
 
 
-def test_cli_bad_input(tmp_path, monkeypatch):
-    monkeypatch.setenv("MDQ_PLUGINS", "core,quantkit")
+def test_cli_bad_input(tmp_path, mdq_cli_plugins):
+    mdq_cli_plugins("core,quantkit")
     r = CliRunner()
     res = r.invoke(main, ["quantize", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "does not exist" in res.output
