@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from ..errors import MdqError
 
@@ -148,6 +147,8 @@ def _print_state(s: Any, cohort: str, as_json: bool) -> None:
     if as_json:
         click.echo(s.canonical())
         return
+    from rich.table import Table  # only when printing: plugins import this module for its options
+
     table = Table(title=f"control state, cohort {cohort} ({len(s)} entries)")
     for c in ("path", "value"):
         table.add_column(c)
@@ -187,6 +188,8 @@ def ledger_log(package: str | None, as_json: bool, ledger_url: str | None) -> No
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in events], indent=2, ensure_ascii=False))
         return
+    from rich.table import Table
+
     table = Table(title=f"ledger ({len(events)} events)")
     for c in ("#", "time", "event", "cohort", "package", "actor", "reason"):
         table.add_column(c)

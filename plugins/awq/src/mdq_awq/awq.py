@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mdq_quantkit.config import QuantConfig
-from mdq_quantkit.layerwise import layer_inputs, linears_of, quantized_layer, replace, weight_of
+from mdq_quantkit.layerwise import layer_inputs, linears_of, quantized_layer, replace, shape_of, weight_of
 from mdq_quantkit.quant import dequantize, rtn
 
 # (previous op, layers sharing its output) for Llama-style blocks
@@ -43,7 +43,7 @@ def scale_groups(block: nn.Module) -> list[tuple[str, list[str]]]:
             continue
         p = names[prev]
         width = p.weight.shape[0]  # a norm's weight or a linear's output rows
-        if all(weight_of(names[n]).shape[1] == width for n in layers):
+        if all(shape_of(names[n])[1] == width for n in layers):
             out.append((prev, layers))  # o_proj after v_proj only without grouped-query heads
     return out
 

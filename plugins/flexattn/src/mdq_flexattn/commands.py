@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -11,20 +10,11 @@ from typing import Any
 
 import click
 
-LEDGER_OPT = click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
-                          help="Ledger: a path, sqlite:///PATH or postgresql://... (default: MDQ_LEDGER, "
-                               "else a SQLite file in the user data directory).")
+# the kernel's ledger option and runtime opener: same URL rules and the operator's trust policy
+from mdqcore.runtime.commands import LEDGER_OPT, _runtime
+
 GATE_OPT = click.option("--gate", type=click.Choice(["bm25", "jaccard"]), default="bm25", show_default=True,
                         help="Semantic gate giving sim (its tau comes from the control state).")
-
-
-def _runtime(ledger_url: str | None) -> Any:
-    from mdqcore.cli import registry
-    from mdqcore.ledger.open import open_ledger
-    from mdqcore.runtime.hotplug import Runtime
-
-    reg = registry()
-    return Runtime(reg, open_ledger(ledger_url, reg), actor=os.environ.get("USER", "mdq"))
 
 
 def _data(name: str) -> Path:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from .engine import Engine, default_engine
+from .matcher import Matcher
 from .nearmiss import NearMissIndex
 from .reward import Scorer, totals
 
@@ -42,14 +43,15 @@ def coverage(state: Any, inputs: Inputs, engine: Engine | None = None) -> dict[s
 
 
 @lru_cache(maxsize=8)
-def _nearmiss(terms: frozenset[str]) -> NearMissIndex:
-    return NearMissIndex(terms)
+def _nearmiss(matcher: Matcher) -> NearMissIndex:
+    # matchers are themselves cached per term set, so one index per matcher is built once
+    return NearMissIndex(matcher.catalog.surface)
 
 
 def nearmisses(state: Any, text: str, engine: Engine | None = None) -> list[tuple[int, str, str]]:
     """Return (start, string, term) for every non-term within one edit of a catalog term."""
     m = (engine or default_engine()).matchers.for_state(state)
-    idx = _nearmiss(frozenset(m.catalog.surface))
+    idx = _nearmiss(m)
     return idx.find(text, [(h.start, h.end) for h in m.hits(text)], is_term=m.lookup)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from mdq_quantkit.config import QuantConfig
-from mdq_quantkit.layerwise import layer_inputs, linears_of, quantized_layer, replace, weight_of
+from mdq_quantkit.layerwise import layer_inputs, linears_of, quantized_layer, replace, shape_of, weight_of
 from mdq_quantkit.quant import group_params
 
 
@@ -95,7 +95,7 @@ class GPTQ:
                        cfg: QuantConfig) -> dict[str, Any]:
         """Accumulate each layer's H from the block's inputs, then quantize every layer with GPTQ."""
         lin = linears_of(block)
-        H = {n: torch.zeros(weight_of(m).shape[1], weight_of(m).shape[1]) for n, m in lin.items()}
+        H = {n: torch.zeros(shape_of(m)[1], shape_of(m)[1]) for n, m in lin.items()}
         seen = dict.fromkeys(lin, 0)
 
         def add(name: str, x: Tensor) -> None:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .config import QuantConfig
 from .layerwise import (
-    blocks_of, capture, check_model, forward_all, linears_of, quantized_layer, replace, weight_of,
+    blocks_of, capture, check_model, forward_all, linears_of, quantized_layer, replace, shape_of, weight_of,
 )
 from .quant import rtn
 
@@ -42,7 +42,7 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
     _, blocks = blocks_of(model)
     for i, b in enumerate(blocks):
         for n, lin in linears_of(b).items():
-            cfg.group(weight_of(lin).shape[1])  # a group larger than a layer is refused before any work
+            cfg.group(shape_of(lin)[1])  # a group larger than a layer is refused before any work
     if backend.needs_calibration and not samples:
         raise ValueError(f"backend {backend.name!r} needs calibration samples")
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import QuantConfig
+from .layerwise import shape_of
 from .qlinear import QuantLinear
 
 FORMAT = "mdq-quant"
@@ -66,8 +67,7 @@ def load_quantized(path: str | Path) -> nn.Module:
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(p), dtype=torch.float32)
     for name in doc["modules"]:
         layer = model.get_submodule(name)
-        w = layer.weight
-        out_f, in_f = (w.shape[1], w.shape[0]) if layer.__class__.__name__ == "Conv1D" else tuple(w.shape)
+        out_f, in_f = shape_of(layer)
         q = QuantLinear(in_f, out_f, cfg, bias=getattr(layer, "bias", None) is not None)
         parent, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, leaf, q)

@@ -40,6 +40,12 @@ def linears_of(block: nn.Module) -> dict[str, nn.Module]:
     return get_layers(block, layers=[Conv1D, nn.Linear])
 
 
+def shape_of(layer: nn.Module) -> tuple[int, int]:
+    """Return (out_features, in_features) of a layer without copying its weight (Conv1D stores it transposed)."""
+    out_f, in_f = layer.weight.shape
+    return (in_f, out_f) if layer.__class__.__name__ == "Conv1D" else (out_f, in_f)
+
+
 def weight_of(layer: nn.Module) -> Tensor:
     """Return a layer's weight as (out, in) float32 (Conv1D stores it transposed)."""
     return layer.weight.detach().float().t() if layer.__class__.__name__ == "Conv1D" else layer.weight.detach().float()
