@@ -25,6 +25,7 @@ from _common import report  # noqa: E402
 # measured by the issue's author on this kind of machine with their own protocol (not comparable 1:1)
 ISSUE_REFERENCE = {"fp32": 12.05, "rtn w4g128": 15.80, "optimum+gptqmodel gptq w4g128": 14.05,
                    "optimum+gptqmodel gptq w3g128": 21.45, "llm-compressor gptq w4g64": 13.19}
+ISSUE_REFERENCE_S = {"gptq w4g128": 200.0, "gptq w3g128": 184.0}  # the anchor's wall time, issue's figures
 
 
 def main() -> None:
@@ -34,7 +35,8 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--configs", default="w4g128,w3g128,w4g64")
-    ap.add_argument("--backends", default="rtn,gptq,awq")
+    ap.add_argument("--backends", default="rtn,gptq,gptq-fast,awq",
+                    help="gptq = act-order + true-sequential (the defaults); gptq-fast = one Hessian pass per block")
     a = ap.parse_args()
 
     import torch
@@ -59,7 +61,7 @@ def main() -> None:
     rows.append({"model": "fp32", "ppl": base["ppl"], "quant_s": 0.0, "eval_s": time.perf_counter() - t0,
                  "file_MB": fp32_bytes / 2**20, "file_ratio": 1.0, "reference_ppl": ISSUE_REFERENCE["fp32"]})
     print(f"fp32 ppl {base['ppl']:.3f}", flush=True)
-    backends = {"rtn": RTN, "gptq": GPTQ, "awq": AWQ}
+    backends = {"rtn": RTN, "gptq": GPTQ, "gptq-fast": lambda: GPTQ(true_sequential=False), "awq": AWQ}
     tmp = Path(tempfile.mkdtemp(prefix="mdq-quant-bench-"))
     try:
         for conf in a.configs.split(","):
@@ -75,19 +77,24 @@ def main() -> None:
                 t0 = time.perf_counter()
                 res = perplexity(loaded, ev, seqlen=a.seqlen, tokens=a.tokens)
                 key = f"{name} {conf}"
-                ref = ISSUE_REFERENCE.get(key) or ISSUE_REFERENCE.get(f"optimum+gptqmodel {key}")
+                base = key.replace("-fast", "")
+                ref = ISSUE_REFERENCE.get(key) or ISSUE_REFERENCE.get(f"optimum+gptqmodel {base}") or \
+                    ISSUE_REFERENCE.get(f"llm-compressor {base}")
+                ref_s = ISSUE_REFERENCE_S.get(key.replace("-fast", ""))
                 rows.append({"model": key, "ppl": res["ppl"], "quant_s": q_s, "eval_s": time.perf_counter() - t0,
-                             "file_MB": size / 2**20, "file_ratio": size / fp32_bytes, "reference_ppl": ref})
+                             "file_MB": size / 2**20, "file_ratio": size / fp32_bytes, "reference_ppl": ref,
+                             "reference_s": ref_s, "time_ratio": q_s / ref_s if ref_s else None})
                 print(f"{key}: ppl {res['ppl']:.3f} in {q_s:.0f} s", flush=True)
                 shutil.rmtree(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report("quant", f"SmolLM2-135M: {a.samples}x{a.seqlen} calibration tokens, {a.tokens} evaluation tokens",
-           ["model", "ppl", "reference_ppl", "quant_s", "eval_s", "file_MB", "file_ratio"], rows,
+           ["model", "ppl", "reference_ppl", "quant_s", "reference_s", "time_ratio", "eval_s", "file_MB",
+            "file_ratio"], rows,
            {"protocol": {"samples": a.samples, "seqlen": a.seqlen, "eval_tokens": a.tokens,
                          "text": "pydoc_data.topics (sorted keys, blank-line joined)"},
             "anchor": "optimum+gptqmodel not installed (needs CUDA); reference_ppl = the issue's figures, other protocol",
-            "issue_reference": ISSUE_REFERENCE})
+            "issue_reference": ISSUE_REFERENCE, "issue_reference_s": ISSUE_REFERENCE_S})
 
 
 if __name__ == "__main__":

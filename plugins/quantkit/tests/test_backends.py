@@ -43,3 +43,15 @@ def test_bad_inputs_fail_before_any_work(tmp_path):
         check_model(torch.nn.Sequential(torch.nn.Linear(4, 4)))
     with pytest.raises(ValueError, match="not quantized by mdq"):
         save_quantized(tiny_llama(), tmp_path / "x")
+
+
+def test_kept_rows_survive_save_and_load(tmp_path):
+    m = tiny_llama()
+    quantize_model(m, QuantConfig(4, 32), RTN())
+    name = m.mdq_quant["modules"][0]
+    layer = m.get_submodule(name)
+    rows = torch.tensor([0, 5])
+    layer.keep(rows, torch.full((2, layer.in_features), 0.25))
+    back = load_quantized(save_quantized(m, tmp_path / "q"))
+    assert torch.equal(back.get_submodule(name).keep_idx, rows)
+    assert torch.equal(back.get_submodule(name).dequantized(), layer.dequantized())

@@ -54,6 +54,8 @@ def test_cli_bad_input(tmp_path, mdq_cli_plugins):
     assert res.exit_code == 2 and "group_size" in res.output
     res = r.invoke(main, ["quantize", "--model", "x", "--backend", "zzz", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "no quantizer backend 'zzz'" in res.output
+    res = r.invoke(main, ["quantize", "--model", "x", "--no-act-order", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "gptq backend only" in res.output
     assert "Example" in r.invoke(main, ["quantize", "--help"]).output
 
 

@@ -46,3 +46,23 @@ def test_kernel_requests_that_cannot_run():
         QuantLinear.from_codes(q.codes(), q.scales.float(), q.zeros, q.cfg, kernel="triton")
     with pytest.raises(ValueError, match="kernel must be"):
         QuantLinear(8, 8, QuantConfig(4, 8), kernel="cuda")
+
+
+@pytest.mark.parametrize("kernel", ["torch", "triton"])
+def test_kept_rows_replace_their_quantized_codes_on_both_paths(kernel):
+    q, w, _ = _layer(4)
+    rows = torch.tensor([3, 41])
+    q.keep(rows, w[rows])
+    dq = q.dequantized()
+    assert torch.equal(dq[rows], w[rows].half().float())
+    other = torch.ones(80, dtype=torch.bool)
+    other[rows] = False
+    assert not torch.allclose(dq[other], w[other], atol=1e-3)  # the rest stays quantized
+    x = torch.randn(5, 576)
+    qk = QuantLinear.from_codes(q.codes(), q.scales.float(), q.zeros, q.cfg, q.bias, kernel=kernel)
+    qk.keep(rows, w[rows])
+    assert torch.allclose(qk(x), torch.nn.functional.linear(x, dq, q.bias), rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="distinct ids"):
+        q.keep(torch.tensor([3, 3]), w[[3, 3]])
+    with pytest.raises(ValueError, match="shape"):
+        q.keep(rows, w[rows, :10])

@@ -18,7 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from mdq_quantkit.config import QuantConfig
-from mdq_quantkit.layerwise import layer_inputs, linears_of, quantized_layer, replace, shape_of, weight_of
+from mdq_quantkit.layerwise import (
+    layer_inputs, linears_of, quantized_layer, replace, sequential_groups, shape_of, weight_of,
+)
 from mdq_quantkit.quant import group_params
 
 
@@ -81,38 +83,59 @@ def gptq_quantize(W: Tensor, H: Tensor, cfg: QuantConfig, *, blocksize: int = 12
 
 
 class GPTQ:
-    """The GPTQ backend: block by block, one Hessian pass per block, then every linear layer quantized."""
+    """The GPTQ backend: per block, layers sharing an input are quantized together, in forward order.
+
+    With `true_sequential` (the default, as in the reference implementation), the Hessian of
+    each group is measured on inputs that already went through the quantized earlier groups
+    of the same block (q/k/v, then o, then gate/up, then down); each forward stops once the
+    group's layers have been reached. Layers sharing an input share one Hessian.
+    """
 
     name = "gptq"
     needs_calibration = True
 
-    def __init__(self, blocksize: int = 128, damp: float = 0.01, act_order: bool = False) -> None:
+    def __init__(self, blocksize: int = 128, damp: float = 0.01, act_order: bool = True,
+                 true_sequential: bool = True) -> None:
         if blocksize < 1 or not 0 < damp < 1:
             raise ValueError(f"blocksize must be >= 1 and damp in (0, 1), got {blocksize}, {damp}")
         self.blocksize, self.damp, self.act_order = blocksize, damp, act_order
+        self.true_sequential = true_sequential
 
     def quantize_block(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any],
                        cfg: QuantConfig) -> dict[str, Any]:
-        """Accumulate each layer's H from the block's inputs, then quantize every layer with GPTQ."""
+        """Accumulate each group's H from the block's inputs, then quantize the group's layers with GPTQ."""
+        groups = sequential_groups(block, inputs[0], kwargs)
+        stats: dict[str, Any] = {}
+        if self.true_sequential:
+            for group in groups:
+                stats.update(self._quantize(block, [group], inputs, kwargs, cfg))
+        else:
+            stats.update(self._quantize(block, groups, inputs, kwargs, cfg))
+        return stats
+
+    def _quantize(self, block: nn.Module, groups: list[list[str]], inputs: list[Tensor], kwargs: dict[str, Any],
+                  cfg: QuantConfig) -> dict[str, Any]:
         lin = linears_of(block)
-        H = {n: torch.zeros(shape_of(m)[1], shape_of(m)[1]) for n, m in lin.items()}
-        seen = dict.fromkeys(lin, 0)
+        lead = {n: g[0] for g in groups for n in g}
+        H = {g[0]: torch.zeros(shape_of(lin[g[0]])[1], shape_of(lin[g[0]])[1]) for g in groups}
+        seen = dict.fromkeys(H, 0)
 
         def add(name: str, x: Tensor) -> None:
             t = x.shape[0]
             H[name] *= seen[name] / (seen[name] + t)
             seen[name] += t
             x = x * (2.0 / seen[name]) ** 0.5
-            H[name] += x.t() @ x
+            H[name].addmm_(x.t(), x)
 
-        layer_inputs(block, list(lin), inputs, kwargs, add)
+        layer_inputs(block, list(H), inputs, kwargs, add, stop=True)
         stats = {}
-        for name, layer in lin.items():
+        for name in lead:
+            layer, h = lin[name], H[lead[name]]
             w = weight_of(layer)
-            codes, scales, zeros = gptq_quantize(w, H[name], cfg, blocksize=self.blocksize, damp=self.damp,
+            codes, scales, zeros = gptq_quantize(w, h, cfg, blocksize=self.blocksize, damp=self.damp,
                                                  act_order=self.act_order)
             q = quantized_layer(layer, codes, scales, zeros, cfg)
             d = q.dequantized() - w
-            stats[name] = {"weight_err": float(d.pow(2).sum()), "proxy_loss": float(torch.trace(d @ H[name] @ d.t()))}
+            stats[name] = {"weight_err": float(d.pow(2).sum()), "proxy_loss": float(torch.einsum("oi,ij,oj->", d, h, d))}
             replace(block, name, q)
         return stats

@@ -15,5 +15,5 @@ def _factory(**options: Any) -> Any:
 
 @mdqcore.hookimpl
 def register_quantizers(register: Any) -> None:
-    """Register GPTQ: factory(blocksize=128, damp=0.01, act_order=False)."""
+    """Register GPTQ: factory(blocksize=128, damp=0.01, act_order=True, true_sequential=True)."""
     register("gptq", _factory, version="0.1.0", calibration=True)

@@ -35,10 +35,11 @@ def _backend(name: str, options: dict[str, Any]) -> Any:
 @click.option("--samples", type=click.IntRange(1), default=64, show_default=True, help="Calibration windows.")
 @click.option("--seqlen", type=click.IntRange(2), default=512, show_default=True, help="Tokens per calibration window.")
 @click.option("--text", "text_path", type=click.Path(dir_okay=False), help="Calibration text (default: pydoc_data.topics).")
-@click.option("--act-order", is_flag=True, help="GPTQ: take columns in order of decreasing Hessian diagonal.")
+@click.option("--act-order/--no-act-order", default=None,
+              help="GPTQ: take columns in order of decreasing Hessian diagonal (gptq's default: on).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: bool, samples: int, seqlen: int,
-             text_path: str | None, act_order: bool, out_dir: str) -> None:
+             text_path: str | None, act_order: bool | None, out_dir: str) -> None:
     """Quantize a model's linear layers and save it (safetensors + JSON), block by block with a progress bar.
 
     \b
@@ -56,9 +57,9 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
 
     try:
         cfg = QuantConfig(int(bits), group_size, sym)
-        options = {"act_order": True} if act_order else {}
-        if act_order and backend != "gptq":
-            raise ValueError("--act-order applies to the gptq backend only")
+        options = {} if act_order is None else {"act_order": act_order}
+        if act_order is not None and backend != "gptq":
+            raise ValueError("--act-order / --no-act-order apply to the gptq backend only")
         algo = _backend(backend, options)
         model, tok = load(model_spec)
         calib = []

@@ -75,6 +75,9 @@ def load_quantized(path: str | Path) -> nn.Module:
     want = model.state_dict()
     for name, src in doc.get("tied", {}).items():
         state[name] = state[src]
+    for name in want:  # files written before kept rows existed have none
+        if name.endswith((".keep_idx", ".keep_rows")) and name not in state:
+            state[name] = want[name]
     missing = sorted(set(want) - set(state))
     if missing:
         raise ValueError(f"{p / 'model.safetensors'} lacks {len(missing)} tensors, e.g. {missing[:3]}")

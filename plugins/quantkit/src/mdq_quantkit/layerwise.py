@@ -106,17 +106,52 @@ def run_block(block: nn.Module, x: Tensor, kwargs: dict[str, Any]) -> Tensor:
 
 @torch.no_grad()
 def layer_inputs(block: nn.Module, names: Sequence[str], inputs: Sequence[Tensor],
-                 kwargs: dict[str, Any], fn: Callable[[str, Tensor], None]) -> None:
-    """Run the block on every input and call fn(layer name, layer input (tokens, in)) as each layer is reached."""
+                 kwargs: dict[str, Any], fn: Callable[[str, Tensor], None], *, stop: bool = False) -> None:
+    """Run the block on every input and call fn(layer name, layer input (tokens, in)) as each layer is reached.
+
+    With `stop`, each forward is cut short once every named layer has been reached: the rest of
+    the block is not needed to collect their inputs.
+    """
     lin = linears_of(block)
-    hooks = [lin[n].register_forward_pre_hook(lambda _m, a, n=n: fn(n, a[0].reshape(-1, a[0].shape[-1]).float()))
-             for n in names]
+    pending: set[str] = set()
+
+    def hook(_m: nn.Module, a: tuple, n: str) -> None:
+        fn(n, a[0].reshape(-1, a[0].shape[-1]).float())
+        pending.discard(n)
+        if stop and not pending:
+            raise _Stop
+
+    hooks = [lin[n].register_forward_pre_hook(lambda m, a, n=n: hook(m, a, n)) for n in names]
     try:
         for x in inputs:
-            run_block(block, x, kwargs)
+            pending.update(names)
+            try:
+                run_block(block, x, kwargs)
+            except _Stop:
+                pass
     finally:
         for h in hooks:
             h.remove()
+
+
+@torch.no_grad()
+def sequential_groups(block: nn.Module, x: Tensor, kwargs: dict[str, Any]) -> list[list[str]]:
+    """Return the block's linear layers grouped by shared input, in forward order (e.g. [q,k,v], [o], [gate,up], [down]).
+
+    Found by running the block once on x (one sample) and comparing the tensors each layer
+    receives, so it needs no per-architecture table.
+    """
+    seen: list[tuple[str, Tensor]] = []
+    layer_inputs(block, list(linears_of(block)), [x[:1]], kwargs, lambda n, t: seen.append((n, t)))
+    groups: list[list[str]] = []
+    last: Tensor | None = None
+    for n, t in seen:
+        if last is not None and t.shape == last.shape and torch.equal(t, last):
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+        last = t
+    return groups
 
 
 def quantized_layer(layer: nn.Module, codes: Tensor, scales: Tensor, zeros: Tensor, cfg: QuantConfig) -> QuantLinear:

@@ -29,6 +29,9 @@ class QuantLinear(nn.Module):
         self.register_buffer("scales", torch.zeros(out_features, G, dtype=torch.float16))
         self.register_buffer("zeros", torch.zeros(out_features, G, dtype=torch.uint8))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        # rows kept in float16 instead of quantized (outlier rows a wrapper chose to protect); empty by default
+        self.register_buffer("keep_idx", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("keep_rows", torch.zeros(0, in_features, dtype=torch.float16))
         if kernel not in ("auto", "torch", "triton"):
             raise ValueError(f"kernel must be 'auto', 'torch' or 'triton', got {kernel!r}")
         self.kernel_request = kernel
@@ -67,8 +70,22 @@ class QuantLinear(nn.Module):
         return unpack(self.qweight, self.cfg.bits, self.in_features)
 
     def dequantized(self) -> Tensor:
-        """Return the float32 weight (out, in)."""
-        return dequantize(self.codes(), self.scales, self.zeros, self.cfg)
+        """Return the float32 weight (out, in), kept rows included."""
+        w = dequantize(self.codes(), self.scales, self.zeros, self.cfg)
+        if self.keep_idx.numel():
+            w[self.keep_idx] = self.keep_rows.float()
+        return w
+
+    def keep(self, rows: Tensor, values: Tensor) -> None:
+        """Store `rows` of the weight as float16 `values` (len(rows), in) instead of their quantized codes."""
+        rows = torch.as_tensor(rows, dtype=torch.int64).reshape(-1).cpu()
+        if values.shape != (rows.numel(), self.in_features):
+            raise ValueError(f"kept rows need values of shape ({rows.numel()}, {self.in_features}), got {tuple(values.shape)}")
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.out_features or rows.unique().numel() != rows.numel()):
+            raise ValueError(f"kept rows must be distinct ids in [0, {self.out_features})")
+        self.keep_idx = rows.to(self.qweight.device)
+        self.keep_rows = values.detach().to(self.qweight.device, torch.float16)
+        self._weight = None
 
     def _apply(self, fn: Any, recurse: bool = True) -> QuantLinear:
         out = super()._apply(fn, recurse)
@@ -76,9 +93,12 @@ class QuantLinear(nn.Module):
         self.choose_kernel()  # moved to another device: the path is chosen again, once
         return out
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any) -> None:
         self._weight = None  # new packed weights: the cached float weight is stale
-        super()._load_from_state_dict(*args, **kwargs)
+        for name in ("keep_idx", "keep_rows"):  # their length is the file's, not the constructor's
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.qweight.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         """Return x @ W^T + b through the chosen path."""
@@ -87,6 +107,8 @@ class QuantLinear(nn.Module):
 
             y = dequant_matmul(x.reshape(-1, self.in_features), self.qweight, self.scales, self.zeros, self.cfg)
             y = y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+            if self.keep_idx.numel():
+                y[..., self.keep_idx] = nn.functional.linear(x, self.keep_rows.to(x.dtype))
             return y + self.bias if self.bias is not None else y
         # dequantize once, then matmul: unpacking on every call would cost more than the matmul itself on CPU
         if self._weight is None or self._weight.dtype != x.dtype:

@@ -1,0 +1,183 @@
+"""Outlier classifiers (SEEDS.md §3): functional rows, sensitive rows, and how overlaps are resolved.
+
+The unit is a weight row of a linear layer (one output channel), the granularity at which a
+quantizer stores scales and at which MD is defined.
+
+- **Functional**: quantizing the row alone would raise perplexity by dPPL >= `threshold`
+  (default 0.3, the seed's). The loss change is the second-order estimate with the empirical
+  diagonal Fisher F: dL_j = 1/2 sum_i F_ji (w^Q_ji - w_ji)^2 (the gradient term vanishes at a
+  trained optimum), and dPPL_j = PPL (exp(dL_j) - 1). `measured_dppl` quantizes one row for
+  real and evaluates, to check the estimate.
+- **Sensitive**: the row carries planted secrets out of proportion to its general use: the
+  same estimate with the Fisher of the secrets' text, divided by the general one, relative to
+  the layer's median ratio. Sensitive when that ratio is >= `threshold` (default 5). The seed's
+  other two criteria (encoding entropy >= 8, MIA dAUC >= 0.1 per weight group) are not built:
+  neither has a definition at row level that we could measure honestly.
+- **Overlap**: S_func = dPPL / its threshold, S_priv = ratio / its threshold; a row over both
+  thresholds is sensitive when lambda S_priv > (1 - lambda) S_func, else functional.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .md import weight
+
+
+def fisher_diag(model: nn.Module, samples: Sequence[Tensor], layers: dict[str, nn.Module]) -> dict[str, Tensor]:
+    """Return the empirical diagonal Fisher (out, in) of each layer's weight: mean over samples of grad^2."""
+    if not samples:
+        raise ValueError("the Fisher needs at least one sample")
+    params = {n: m.weight for n, m in layers.items()}
+    for n, p in params.items():
+        if not p.is_floating_point():
+            raise ValueError(f"layer {n} is already quantized; classify outliers on the float model")
+    was = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params.values():
+        p.requires_grad_(True)
+    F = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    try:
+        for x in samples:
+            model.zero_grad(set_to_none=True)
+            loss = model(x, labels=x, use_cache=False).loss
+            loss.backward()
+            for n, p in params.items():
+                F[n] += p.grad.float().pow(2) / len(samples)
+    finally:
+        model.zero_grad(set_to_none=True)
+        for n, p in model.named_parameters():
+            p.requires_grad_(was[n])
+    from transformers.pytorch_utils import Conv1D
+
+    return {n: (F[n].t() if isinstance(layers[n], Conv1D) else F[n]) for n in F}
+
+
+def row_loss_change(F: Tensor, w: Tensor, wq: Tensor) -> Tensor:
+    """Return the estimated loss change of quantizing each row alone: 1/2 sum_i F (w^Q - w)^2."""
+    return 0.5 * (F * (wq - w).pow(2)).sum(1)
+
+
+def rtn_weight(w: Tensor, bits: int, group_size: int) -> Tensor:
+    """Return w quantized and dequantized round-to-nearest (the perturbation rows are scored under)."""
+    from mdq_quantkit.config import QuantConfig
+    from mdq_quantkit.quant import dequantize, rtn
+
+    cfg = QuantConfig(bits, min(group_size, w.shape[1]))
+    return dequantize(*rtn(w, cfg), cfg)
+
+
+@dataclass
+class Outliers:
+    """Rows per layer by class, with the scores that decided them."""
+
+    functional: dict[str, Tensor] = field(default_factory=dict)
+    sensitive: dict[str, Tensor] = field(default_factory=dict)
+    s_func: dict[str, Tensor] = field(default_factory=dict)
+    s_priv: dict[str, Tensor] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows in each class."""
+        return {"functional": sum(int(v.numel()) for v in self.functional.values()),
+                "sensitive": sum(int(v.numel()) for v in self.sensitive.values())}
+
+    def to_json(self) -> dict[str, dict[str, list[int]]]:
+        """Row ids per class and layer (non-empty only)."""
+        return {k: {n: v.tolist() for n, v in getattr(self, k).items() if v.numel()} for k in ("functional", "sensitive")}
+
+
+class FunctionalClassifier:
+    """Rows whose quantization alone would raise perplexity by >= threshold (Fisher estimate)."""
+
+    name = "functional"
+
+    def __init__(self, threshold: float = 0.3, bits: int = 4, group_size: int = 128) -> None:
+        if not threshold > 0:
+            raise ValueError(f"the dPPL threshold must be > 0, got {threshold}")
+        self.threshold, self.bits, self.group_size = threshold, bits, group_size
+
+    def scores(self, model: nn.Module, samples: Sequence[Tensor], layers: dict[str, nn.Module],
+               ppl: float) -> dict[str, Tensor]:
+        """Return the estimated dPPL of quantizing each row alone, per layer."""
+        F = fisher_diag(model, samples, layers)
+        out = {}
+        for n, m in layers.items():
+            w = weight(m)
+            dl = row_loss_change(F[n], w, rtn_weight(w, self.bits, self.group_size))
+            out[n] = ppl * torch.expm1(dl)
+        return out
+
+
+class SensitiveClassifier:
+    """Rows whose quantization would move the secrets' loss far more than the general loss."""
+
+    name = "sensitive"
+
+    def __init__(self, threshold: float = 5.0, bits: int = 4, group_size: int = 128) -> None:
+        if not threshold > 0:
+            raise ValueError(f"the sensitivity ratio threshold must be > 0, got {threshold}")
+        self.threshold, self.bits, self.group_size = threshold, bits, group_size
+
+    def scores(self, model: nn.Module, secret_samples: Sequence[Tensor], general_samples: Sequence[Tensor],
+               layers: dict[str, nn.Module]) -> dict[str, Tensor]:
+        """Return each row's secret/general loss-change ratio over the layer's median ratio."""
+        Fs = fisher_diag(model, secret_samples, layers)
+        Fg = fisher_diag(model, general_samples, layers)
+        out = {}
+        for n, m in layers.items():
+            w = weight(m)
+            wq = rtn_weight(w, self.bits, self.group_size)
+            ratio = row_loss_change(Fs[n], w, wq) / row_loss_change(Fg[n], w, wq).clamp(min=1e-30)
+            out[n] = ratio / ratio.median().clamp(min=1e-30)
+        return out
+
+
+def resolve(s_func: dict[str, Tensor], s_priv: dict[str, Tensor], func_threshold: float, priv_threshold: float,
+            lam: float = 0.5) -> Outliers:
+    """Classify rows from both scores; a row over both thresholds goes where lambda says."""
+    if not 0 <= lam <= 1:
+        raise ValueError(f"the privacy preference lambda must be in [0, 1], got {lam}")
+    out = Outliers()
+    for n in sorted(set(s_func) | set(s_priv)):
+        f = s_func.get(n)
+        p = s_priv.get(n)
+        size = (f if f is not None else p).shape[0]
+        f = torch.zeros(size) if f is None else f / func_threshold
+        p = torch.zeros(size) if p is None else p / priv_threshold
+        both = (f >= 1) & (p >= 1)
+        to_priv = both & (lam * p > (1 - lam) * f)
+        out.functional[n] = ((f >= 1) & ~to_priv).nonzero().flatten()
+        out.sensitive[n] = (((p >= 1) & ~both) | to_priv).nonzero().flatten()
+        out.s_func[n], out.s_priv[n] = f, p
+    return out
+
+
+@torch.no_grad()
+def sequence_logprob(model: nn.Module, ids: Tensor) -> Tensor:
+    """Return the summed next-token log-probability of each row of ids (n, T) after its first token."""
+    logits = model(ids, use_cache=False).logits.float()
+    lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return lp.sum(1)
+
+
+def exposure(model: nn.Module, tokenizer: object, prefix: str, secret: str, candidates: Sequence[str],
+             batch: int = 256) -> float:
+    """Return Carlini et al.'s exposure of `secret` among `candidates`: log2 |R| - log2 rank (higher = more exposed)."""
+    if secret in candidates:
+        raise ValueError("the candidate set must not contain the secret itself")
+    texts = [prefix + secret, *[prefix + c for c in candidates]]
+    enc = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    if len({len(e) for e in enc}) != 1:
+        # candidates of the secret's format tokenize to different lengths: score each by its own length
+        scores = torch.stack([sequence_logprob(model, torch.tensor([e]))[0] for e in enc])
+    else:
+        ids = torch.tensor(enc)
+        scores = torch.cat([sequence_logprob(model, ids[i:i + batch]) for i in range(0, len(ids), batch)])
+    rank = int((scores[1:] > scores[0]).sum()) + 1
+    return math.log2(len(texts)) - math.log2(rank)

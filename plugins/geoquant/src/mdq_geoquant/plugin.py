@@ -1,0 +1,45 @@
+"""mdq hooks of mdq-geoquant: the `geoquant` operator (MD thresholds), outlier classifiers, `mdq geoquant`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mdqcore
+
+VERSION = "0.1.0"
+
+
+@mdqcore.hookimpl
+def register_operators(register: Any) -> None:
+    """`geoquant`: tau_func, tau_priv, lambda_priv, dppl, priv_ratio, alpha, read by MD-constrained quantization."""
+    from .constrained import PARAMS, MDConstrained
+
+    register("geoquant", MDConstrained, version=VERSION, params={k: b for k, (b, _d) in PARAMS.items()},
+             defaults={k: d for k, (_b, d) in PARAMS.items()})
+
+
+def _functional(**options: Any) -> Any:
+    from .classify import FunctionalClassifier
+
+    return FunctionalClassifier(**options)
+
+
+def _sensitive(**options: Any) -> Any:
+    from .classify import SensitiveClassifier
+
+    return SensitiveClassifier(**options)
+
+
+@mdqcore.hookimpl
+def register_outlier_classifiers(register: Any) -> None:
+    """`functional` (Fisher-estimated dPPL >= 0.3) and `sensitive` (secret/general Fisher ratio >= 5)."""
+    register("functional", _functional, version=VERSION)
+    register("sensitive", _sensitive, version=VERSION)
+
+
+@mdqcore.hookimpl
+def register_commands(register: Any) -> None:
+    """`mdq geoquant md|report`."""
+    from .commands import geoquant
+
+    register("geoquant", geoquant)

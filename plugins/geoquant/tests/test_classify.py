@@ -1,0 +1,79 @@
+"""Outlier classifiers: Fisher estimates, overlap resolution, exposure."""
+
+import math
+
+import pytest
+import torch
+
+from mdq_geoquant.classify import (
+    FunctionalClassifier, SensitiveClassifier, exposure, fisher_diag, resolve, row_loss_change,
+)
+from mdq_quantkit.models import tiny_llama
+
+X = [torch.randint(0, 256, (1, 24), generator=torch.Generator().manual_seed(i)) for i in range(3)]
+
+
+def _layers(m):
+    return {"model.layers.0.mlp.down_proj": m.get_submodule("model.layers.0.mlp.down_proj"),
+            "model.layers.1.self_attn.q_proj": m.get_submodule("model.layers.1.self_attn.q_proj")}
+
+
+def test_fisher_is_the_mean_squared_gradient_and_leaves_the_model_as_it_was():
+    m = tiny_llama()
+    layers = _layers(m)
+    F = fisher_diag(m, X, layers)
+    p = layers["model.layers.0.mlp.down_proj"].weight
+    ref = torch.zeros_like(p)
+    for x in X:
+        m.zero_grad()
+        m(x, labels=x).loss.backward()
+        ref += p.grad.pow(2) / len(X)
+    m.zero_grad()
+    assert torch.allclose(F["model.layers.0.mlp.down_proj"], ref, rtol=1e-4, atol=1e-12)
+    assert all(q.grad is None for q in m.parameters())
+
+
+def test_row_loss_change_and_functional_scores():
+    F = torch.tensor([[1.0, 2.0], [0.0, 4.0]])
+    w = torch.zeros(2, 2)
+    wq = torch.tensor([[1.0, 1.0], [3.0, 0.5]])
+    assert torch.allclose(row_loss_change(F, w, wq), torch.tensor([1.5, 0.5]))
+    m = tiny_llama()
+    s = FunctionalClassifier(bits=2, group_size=32).scores(m, X, _layers(m), ppl=100.0)
+    assert all(v.shape == (64,) and bool((v >= 0).all()) for v in s.values())
+    with pytest.raises(ValueError, match="threshold"):
+        FunctionalClassifier(threshold=0)
+
+
+def test_sensitive_scores_are_relative_to_the_layer_median():
+    m = tiny_llama()
+    s = SensitiveClassifier(bits=2, group_size=32).scores(m, X[:1], X[1:], _layers(m))
+    for v in s.values():
+        assert float(v.median()) == pytest.approx(1.0)
+
+
+def test_overlaps_go_where_lambda_says():
+    f = {"l": torch.tensor([0.6, 0.1, 0.9, 0.0])}  # dPPL; threshold 0.3
+    p = {"l": torch.tensor([1.0, 9.0, 12.0, 1.0])}  # ratio; threshold 5
+    privacy_first = resolve(f, p, 0.3, 5.0, lam=0.9)
+    assert privacy_first.functional["l"].tolist() == [0]
+    assert privacy_first.sensitive["l"].tolist() == [1, 2]
+    function_first = resolve(f, p, 0.3, 5.0, lam=0.1)
+    assert function_first.functional["l"].tolist() == [0, 2] and function_first.sensitive["l"].tolist() == [1]
+    assert function_first.counts() == {"functional": 2, "sensitive": 1}
+    with pytest.raises(ValueError, match="lambda"):
+        resolve(f, p, 0.3, 5.0, lam=2)
+
+
+class _CharTok:
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) % 256 for c in text]}
+
+
+def test_exposure_ranks_the_secret_among_candidates():
+    m = tiny_llama()
+    cands = [f"P{i:05d}" for i in range(1, 64)]
+    e = exposure(m, _CharTok(), "id ", "P00000", cands)
+    assert 0 <= e <= math.log2(64)
+    with pytest.raises(ValueError, match="must not contain the secret"):
+        exposure(m, _CharTok(), "id ", "P00001", cands)
