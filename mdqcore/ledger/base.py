@@ -17,6 +17,7 @@ import orjson
 from attrs import field, frozen
 
 from ..errors import MdqError
+from ..gcpause import gc_paused
 from ..model.state import ControlState
 
 KINDS = ("base", "received", "rejected", "staged", "shadow_passed", "shadow_failed", "canary_started",
@@ -158,6 +159,12 @@ def replay(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
 def replay_with_base(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
                      at: str | None = None) -> tuple[ControlState, dict[str, ControlState]]:
     """Return (the base state plugins declared, every cohort's state) at time `at`, in one pass."""
+    with gc_paused():
+        return _replay_with_base(events, at)
+
+
+def _replay_with_base(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
+                      at: str | None) -> tuple[ControlState, dict[str, ControlState]]:
     limit = normalize_ts(at) if at else None
     work: dict[str, dict] = {}
     seqs: dict[str, int] = {}

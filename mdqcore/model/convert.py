@@ -85,7 +85,9 @@ def _unstructure_atom(a: Atom) -> dict[str, Any]:
     # hot path for 10,000-atom packages: atom fields are plain scalars, so no generic machinery
     cls = a.__class__
     d: dict[str, Any] = {"type": cls.__name__}
-    d.update((n, v) for n, v in zip(_ATOM_FIELDS[cls], _ATOM_GET[cls](a)) if v is not None)
+    for n, v in zip(_ATOM_FIELDS[cls], _ATOM_GET[cls](a)):
+        if v is not None:
+            d[n] = v
     return d
 
 
@@ -164,6 +166,8 @@ def _drop_none(x: Any) -> Any:
             return x  # atoms are already free of None
         return {k: _drop_none(v) for k, v in x.items() if v is not None}
     if isinstance(x, list):
+        if x and isinstance(x[0], dict) and x[0].get("type") in ATOM_TYPES:
+            return x  # a list of atoms (a package's atoms or inverse): already free of None
         return [_drop_none(v) for v in x]
     return x
 

@@ -130,8 +130,14 @@ class ControlState:
         sets: dict[Path, tuple[int, Any]] = {}
         buckets: list[list[tuple[int, Atom, Path]]] = [[], [], [], []]  # one per priority, in atom order
         for i, a in enumerate(atoms):
-            p = atom_path(a)
-            ident = (p, a.delta, a.value, getattr(a, "target", None))
+            if a.__class__ is Idx:  # the common case of large packages, without the generic calls
+                p = ("index", a.feature, a.seg)
+                ident = (p, a.delta, a.value, a.target)
+                prio = 3 if a.feature in SEMANTIC_FEATURES else 2
+            else:
+                p = atom_path(a)
+                ident = (p, a.delta, a.value, None)
+                prio = _priority(a)
             if ident in seen:
                 continue  # idempotent merge: the same atom twice is one change
             seen.add(ident)
@@ -140,11 +146,22 @@ class ControlState:
                     problems.append(Problem(f"sets {'/'.join(p[1:])} to {a.value!r} but atom {sets[p][0]} sets it "
                                             f"to {sets[p][1]!r}; keep one", f"$.atoms[{i}]"))
                 sets[p] = (i, a.value)
-            buckets[_priority(a)].append((i, a, p))
+            buckets[prio].append((i, a, p))
         work: dict[Path, Any] = {}
         raw = self._raw
+        semirings: dict[str, str | None] = {}
         for i, a, p in (item for bucket in buckets for item in bucket):
             cur = work[p] if p in work else raw.get(p)
+            if a.__class__ is Idx:
+                sr = semirings.get(a.feature, "")
+                if sr == "":
+                    sr = semirings[a.feature] = raw.get(("semiring", a.feature))
+                if sr is not None and a.value is None:  # fast path: a delta on a registered feature
+                    base = 0.0 if cur is None else cur
+                    work[p] = base + a.delta if sr == "sum" else max(base, a.delta)
+                    if a.target is not None:
+                        work[("target", a.feature, a.seg)] = a.target
+                    continue
             try:
                 work[p] = self._next_value(a, p, cur, strict)
             except ValueError as exc:

@@ -18,6 +18,7 @@ import orjson
 from attrs import frozen
 
 from ..errors import DocumentError, MdqError
+from ..gcpause import gc_paused
 from ..ledger.base import Ledger, diff_from_json, diff_to_json, replay_with_base
 from ..model import GateResult, MdqPackage, unstructure
 from ..model.convert import atom_from_json, atom_to_json
@@ -184,7 +185,7 @@ class Runtime:
         """Run one package through check -> stage -> shadow -> canary -> promote; raise Rejected otherwise."""
         if not 0.0 <= canary <= 1.0:
             raise ValueError(f"canary fraction must be within [0, 1], got {canary}")
-        with self._write:
+        with self._write, gc_paused():
             self.refresh()  # decide against the newest state any replica has promoted
             reason = pkg.provenance.reason if pkg.provenance else ""
             self._log("received", cohort, pkg, reason, package=unstructure(pkg))
@@ -226,7 +227,7 @@ class Runtime:
 
     def rollback(self, name: str, *, cohort: str = DEFAULT, reason: str = "operator asked") -> int:
         """Undo an active package in one cohort; record the inverse. Return the ledger seq."""
-        with self._write:
+        with self._write, gc_paused():
             self.refresh()
             slot = self._slots.get(cohort)
             if slot is None or slot.active.get(("package", name)) is None:
@@ -307,21 +308,24 @@ class Runtime:
 
     def _undo_diff(self, state: ControlState, name: str) -> Diff:
         """Diff that removes package `name`: restore what it set unless changed since, else undo its delta."""
-        entry = state.get(("package", name))
+        raw = state.data  # read-only mapping; the hot loops below read it directly
+        entry = raw[("package", name)]
         out: dict[tuple[str, ...], Any] = {}
         if entry.get("inverse"):
             work, _ = state.apply([atom_from_json(a) for a in entry["inverse"]], strict=False)
-            out = {p: work.get(p) for p in work if work.get(p) != state.get(p)}
+            wd = work.data
+            out = {p: v for p, v in wd.items() if v != raw.get(p)}
         else:
+            get = raw.get
             for path, old, new in entry["changes"]:
                 p = tuple(path)
-                cur = state.get(p)
+                cur = get(p)
                 if cur == new or isinstance(cur, bool) or cur is None or old is None or new is None:
                     out[p] = old
                 else:  # changed since by a later package: take back only this package's own step
                     out[p] = cur - (new - old)
         out[("package", name)] = None
-        return [(p, state.get(p), v) for p, v in out.items() if state.get(p) != v]
+        return [(p, raw.get(p), v) for p, v in out.items() if raw.get(p) != v]
 
     def _compare(self, pkg: MdqPackage, active: ControlState, staged: ControlState,
                  inputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
