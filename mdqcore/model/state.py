@@ -44,6 +44,12 @@ def atom_path(atom: Atom) -> Path:
     return ("param", "Gate", atom.gate, atom.param)
 
 
+def _accumulate(semiring: str, cur: Any, delta: float) -> float:
+    """Fold an index delta into the current value with the feature's semiring (sum or max)."""
+    base = 0.0 if cur is None else cur
+    return base + delta if semiring == "sum" else max(base, delta)
+
+
 def _priority(atom: Atom) -> int:
     if isinstance(atom, Idx) and atom.feature in SEMANTIC_FEATURES:
         return 3
@@ -152,21 +158,20 @@ class ControlState:
         semirings: dict[str, str | None] = {}
         for i, a, p in (item for bucket in buckets for item in bucket):
             cur = work[p] if p in work else raw.get(p)
-            if a.__class__ is Idx:
-                sr = semirings.get(a.feature, "")
-                if sr == "":
-                    sr = semirings[a.feature] = raw.get(("semiring", a.feature))
-                if sr is not None and a.value is None:  # fast path: a delta on a registered feature
-                    base = 0.0 if cur is None else cur
-                    work[p] = base + a.delta if sr == "sum" else max(base, a.delta)
-                    if a.target is not None:
-                        work[("target", a.feature, a.seg)] = a.target
+            if a.__class__ is Idx and a.value is None:
+                if a.feature not in semirings:
+                    semirings[a.feature] = raw.get(("semiring", a.feature))
+                sr = semirings[a.feature]
+            else:
+                sr = None
+            if sr is not None:  # fast path for large packages: a delta on a registered feature
+                work[p] = _accumulate(sr, cur, a.delta)
+            else:
+                try:
+                    work[p] = self._next_value(a, p, cur, strict)
+                except ValueError as exc:
+                    problems.append(Problem(str(exc), f"$.atoms[{i}]"))
                     continue
-            try:
-                work[p] = self._next_value(a, p, cur, strict)
-            except ValueError as exc:
-                problems.append(Problem(str(exc), f"$.atoms[{i}]"))
-                continue
             if a.__class__ is Idx and a.target is not None:
                 work[("target", a.feature, a.seg)] = a.target
         if problems:
@@ -188,8 +193,7 @@ class ControlState:
                 semiring = "sum"
             if a.value is not None:
                 return float(a.value)
-            base = 0.0 if cur is None else cur
-            return base + a.delta if semiring == "sum" else max(base, a.delta)
+            return _accumulate(semiring, cur, a.delta)
         bound = self._raw.get(("bound", *p[1:]))
         if bound is None and strict:
             owners = sorted({k[3] for k in self._data if k[0] == "bound" and k[1:3] == p[1:3]})

@@ -185,15 +185,17 @@ class Runtime:
         """Run one package through check -> stage -> shadow -> canary -> promote; raise Rejected otherwise."""
         if not 0.0 <= canary <= 1.0:
             raise ValueError(f"canary fraction must be within [0, 1], got {canary}")
-        with self._write, gc_paused():
+        with self._write:
             self.refresh()  # decide against the newest state any replica has promoted
             reason = pkg.provenance.reason if pkg.provenance else ""
-            self._log("received", cohort, pkg, reason, package=unstructure(pkg))
+            with gc_paused():  # the kernel's bulk work only: gates and evaluators run with the collector on
+                self._log("received", cohort, pkg, reason, package=unstructure(pkg))
             slot = self._slots.get(cohort) or Slot(ControlState(self.base.data))
             active = slot.active
             try:
                 self._check(pkg, active, cohort, allow_downgrade)
-                staged, diff = self._stage(pkg, active)
+                with gc_paused():
+                    staged, diff = self._stage(pkg, active)
             except (MdqError, ValueError) as exc:
                 self._log("rejected", cohort, pkg, str(exc))
                 raise Rejected(pkg.ref, "check", str(exc)) from None
@@ -221,8 +223,9 @@ class Runtime:
                 if isinstance(exc, Rejected):
                     raise
                 raise Rejected(pkg.ref, stage, why) from exc
-            ev = self._log("promoted", cohort, pkg, reason or "KPIs held", diff=diff_to_json(diff))
-            self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
+            with gc_paused():
+                ev = self._log("promoted", cohort, pkg, reason or "KPIs held", diff=diff_to_json(diff))
+                self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
             return ApplyResult(pkg.ref, cohort, len(diff), {"shadow": kpis, "canary": ckpis}, ev.seq)
 
     def rollback(self, name: str, *, cohort: str = DEFAULT, reason: str = "operator asked") -> int:

@@ -50,6 +50,7 @@ def test_encoder_loss_is_zero_at_the_float_model_and_grows_with_fewer_bits():
     layers = ["encoder.layer.0.attention.self.value", "encoder.layer.1.output.dense"]  # a random query barely matters
     res = md_vs_loss(m, ids, layers, bits=(2, 8), fisher_samples=2, block_size=32, mask=mask)
     assert res["base_loss"] == pytest.approx(0.0, abs=1e-6)
+    assert all(p.requires_grad and p.grad is None for p in m.parameters())  # the probes left the model as it was
     by = {(r["layer"], r["bits"]): r for r in res["rows"]}
     for name in layers:
         assert by[(name, 2)]["d_loss"] > by[(name, 8)]["d_loss"] >= -1e-6

@@ -20,13 +20,30 @@ quantizer stores scales and at which MD is defined.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from .md import weight
+
+
+@contextmanager
+def grads_only(model: nn.Module, params: Iterable[Tensor]) -> Iterator[None]:
+    """Let only `params` take gradients inside the block; restore every flag and clear the gradients after."""
+    was = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in was:
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        model.zero_grad(set_to_none=True)
+        for p, flag in was:
+            p.requires_grad_(flag)
 
 
 def fisher_diag(model: nn.Module, samples: Sequence[Tensor], layers: dict[str, nn.Module]) -> dict[str, Tensor]:
@@ -37,23 +54,14 @@ def fisher_diag(model: nn.Module, samples: Sequence[Tensor], layers: dict[str, n
     for n, p in params.items():
         if not p.is_floating_point():
             raise ValueError(f"layer {n} is already quantized; classify outliers on the float model")
-    was = {n: p.requires_grad for n, p in model.named_parameters()}
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params.values():
-        p.requires_grad_(True)
     F = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
-    try:
+    with grads_only(model, params.values()):
         for x in samples:
             model.zero_grad(set_to_none=True)
             loss = model(x, labels=x, use_cache=False).loss
             loss.backward()
             for n, p in params.items():
                 F[n] += p.grad.float().pow(2) / len(samples)
-    finally:
-        model.zero_grad(set_to_none=True)
-        for n, p in model.named_parameters():
-            p.requires_grad_(was[n])
     from transformers.pytorch_utils import Conv1D
 
     return {n: (F[n].t() if isinstance(layers[n], Conv1D) else F[n]) for n in F}
@@ -92,15 +100,25 @@ class Outliers:
         return {k: {n: v.tolist() for n, v in getattr(self, k).items() if v.numel()} for k in ("functional", "sensitive")}
 
 
-class FunctionalClassifier:
+class _RowClassifier:
+    """A threshold on a per-row score, scored under RTN at `bits` / `group_size`."""
+
+    what = "threshold"
+
+    def __init__(self, threshold: float, bits: int = 4, group_size: int = 128) -> None:
+        if not threshold > 0:
+            raise ValueError(f"the {self.what} must be > 0, got {threshold}")
+        self.threshold, self.bits, self.group_size = threshold, bits, group_size
+
+
+class FunctionalClassifier(_RowClassifier):
     """Rows whose quantization alone would raise perplexity by >= threshold (Fisher estimate)."""
 
     name = "functional"
+    what = "dPPL threshold"
 
     def __init__(self, threshold: float = 0.3, bits: int = 4, group_size: int = 128) -> None:
-        if not threshold > 0:
-            raise ValueError(f"the dPPL threshold must be > 0, got {threshold}")
-        self.threshold, self.bits, self.group_size = threshold, bits, group_size
+        super().__init__(threshold, bits, group_size)
 
     def scores(self, model: nn.Module, samples: Sequence[Tensor], layers: dict[str, nn.Module],
                ppl: float) -> dict[str, Tensor]:
@@ -114,15 +132,14 @@ class FunctionalClassifier:
         return out
 
 
-class SensitiveClassifier:
+class SensitiveClassifier(_RowClassifier):
     """Rows whose quantization would move the secrets' loss far more than the general loss."""
 
     name = "sensitive"
+    what = "sensitivity ratio threshold"
 
     def __init__(self, threshold: float = 5.0, bits: int = 4, group_size: int = 128) -> None:
-        if not threshold > 0:
-            raise ValueError(f"the sensitivity ratio threshold must be > 0, got {threshold}")
-        self.threshold, self.bits, self.group_size = threshold, bits, group_size
+        super().__init__(threshold, bits, group_size)
 
     def scores(self, model: nn.Module, secret_samples: Sequence[Tensor], general_samples: Sequence[Tensor],
                layers: dict[str, nn.Module]) -> dict[str, Tensor]:

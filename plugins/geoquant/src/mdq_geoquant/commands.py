@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
@@ -16,20 +18,18 @@ def _fail(msg: str) -> None:
     sys.exit(2)
 
 
-def _bar(desc: str):  # noqa: ANN202 - a rich progress callback factory
+@contextmanager
+def _bar(desc: str) -> Iterator[Callable[[int, int, str], None]]:
+    """Yield a progress callback (i, n, what) drawing a transient rich bar, closed on errors too."""
     from rich.progress import Progress
 
-    prog = Progress(transient=True)
-    task = prog.add_task(desc, total=None)
+    with Progress(transient=True) as prog:
+        task = prog.add_task(desc, total=None)
 
-    def update(i: int, n: int, what: str) -> None:
-        if not prog.live.is_started:
-            prog.start()
-        prog.update(task, completed=i, total=n, description=f"{desc}: {what}")
-        if i >= n:
-            prog.stop()
+        def update(i: int, n: int, what: str) -> None:
+            prog.update(task, completed=i, total=n, description=f"{desc}: {what}")
 
-    return update
+        yield update
 
 
 @click.group("geoquant")
@@ -63,8 +63,9 @@ def md(model_spec: str, quantized: str | None, bits: str, layer_type: str, block
             from mdq_quantkit.io import load_quantized
 
             model, ref = load_quantized(quantized), model
-        res = MDCalculator(layer_type=layer_type, block_size=block_size, k=k, bits=int(bits), refine=refine).compute(
-            model, ref, progress=None if as_json else _bar("MD"))
+        with nullcontext(None) if as_json else _bar("MD") as progress:
+            res = MDCalculator(layer_type=layer_type, block_size=block_size, k=k, bits=int(bits),
+                               refine=refine).compute(model, ref, progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     if as_json:
@@ -109,7 +110,8 @@ def report(model_spec: str, out_dir: str, blocks: str, bits_list: str, windows: 
         _, ev = split_tokens(tokenize(tok, corpus_text()))
         if ev.numel() < windows * 512:
             raise ValueError(f"the evaluation split has {ev.numel()} tokens, fewer than {windows} windows of 512")
-        res = md_vs_loss(model, ev[:windows * 512].reshape(windows, 512), layers, bits, progress=_bar("layers"))
+        with _bar("layers") as progress:
+            res = md_vs_loss(model, ev[:windows * 512].reshape(windows, 512), layers, bits, progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     _write(out_dir, model_spec, res)
@@ -128,7 +130,8 @@ def _minilm_report(bits: tuple[int, ...]) -> dict:
     model = AutoModel.from_pretrained(d, dtype=torch.float32).eval()
     ids, mask = encoder_batch(AutoTokenizer.from_pretrained(d), corpus_text())
     layers = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.startswith("encoder.")]
-    return md_vs_loss(model, ids, layers, bits, mask=mask, progress=_bar("layers"))
+    with _bar("layers") as progress:
+        return md_vs_loss(model, ids, layers, bits, mask=mask, progress=progress)
 
 
 def _write(out_dir: str, model_spec: str, res: dict) -> None:

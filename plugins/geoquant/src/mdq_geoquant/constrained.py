@@ -69,9 +69,12 @@ class MDConstrained:
             stats.setdefault(n, {}).update(self._constrain(block, n, orig[n], func, sens))
         return stats
 
+    def _geo(self, w: Tensor) -> dict[str, Any]:
+        # a small layer gets one sub-block instead of an error: the wrapper must quantize every layer
+        return {"block_size": min(self.block_size, max(w.shape)), "k": self.k, "var": self.var}
+
     def _md(self, w: Tensor, wq: Tensor, rows: Tensor, what: str) -> Tensor:
-        return md_rows(w, wq, block_size=min(self.block_size, max(w.shape)), k=self.k, var=self.var,
-                       rows=rows, what=what).md
+        return md_rows(w, wq, rows=rows, what=what, **self._geo(w)).md
 
     def _constrain(self, block: nn.Module, name: str, w: Tensor, func: Tensor, sens: Tensor) -> dict[str, Any]:
         from mdq_quantkit.layerwise import replace
@@ -84,7 +87,8 @@ class MDConstrained:
         if func.numel():
             md = self._md(w, wq, func, name)
             over = func[md > self.tau_func]
-            q.keep(torch.cat([q.keep_idx.cpu(), over]).unique(), w[torch.cat([q.keep_idx.cpu(), over]).unique()])
+            kept = torch.cat([q.keep_idx.cpu(), over]).unique()
+            q.keep(kept, w[kept])
             out.update(functional_rows=int(func.numel()), functional_kept=int(over.numel()),
                        functional_md_before=float(md.mean()))
         if sens.numel():
@@ -92,8 +96,7 @@ class MDConstrained:
             low = sens[md < self.tau_priv]
             reached = torch.zeros(low.numel(), dtype=torch.bool)
             if low.numel():
-                n = row_normals(w, low, block_size=min(self.block_size, max(w.shape)), k=self.k, var=self.var,
-                                what=name)
+                n = row_normals(w, low, what=name, **self._geo(w))
                 gidx = group_index(w.shape[1], q.cfg)
                 s, z = q.scales.float()[low][:, gidx], q.zeros.float()[low][:, gidx]
                 codes = q.codes()

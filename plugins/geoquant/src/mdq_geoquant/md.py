@@ -18,6 +18,7 @@ quantizer actually produced.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ def _geometry(w: Tensor, rows: Tensor | None, block_size: int, k: int, var: floa
 
     With `refine`, the planes come from a mixture of probabilistic PCA fitted to each sub-block (mppca.py).
     """
-    from .mppca import MIN_ROWS, MixtureTangents, fit_mppca
+    from .mppca import MIN_ROWS, fit_mppca
 
     # a mixture needs more rows per sub-block than a neighbourhood: fold short row blocks accordingly
     for rs, cs, X in blocks(w, block_size, max(k, MIN_ROWS - 1) if refine else k):
@@ -80,7 +81,7 @@ def _geometry(w: Tensor, rows: Tensor | None, block_size: int, k: int, var: floa
             part = X[i:i + batch]
             if refine:
                 T = fit_mppca(part)
-                T = MixtureTangents(T.U, T.mu, T.assign[:, local], T.iters, T.recon_err)
+                T = dataclasses.replace(T, assign=T.assign[:, local])
             else:
                 T = local_tangents(part, k, var, query=local)
             fn(ids, cs[i:i + batch], part[:, local], T)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .classify import fisher_diag, rtn_weight
+from .classify import fisher_diag, grads_only, rtn_weight
 from .md import md_rows, weight
 
 
@@ -131,21 +131,13 @@ class _EncoderLoss:
 
         gen = torch.Generator().manual_seed(0)
         F = {n: torch.zeros_like(weight_of(m)) for n, m in layers.items()}
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        for m in layers.values():
-            m.weight.requires_grad_(True)
-        try:
+        with grads_only(self.model, [m.weight for m in layers.values()]):
             for _ in range(probes):
                 v = torch.randn(self.ref.shape, generator=gen)
                 self.model.zero_grad(set_to_none=True)
                 (self.embed() * v).sum().backward()
                 for n, m in layers.items():
                     F[n] += m.weight.grad.float().pow(2) / probes
-        finally:
-            self.model.zero_grad(set_to_none=True)
-            for m in layers.values():
-                m.weight.requires_grad_(False)
         return F
 
 

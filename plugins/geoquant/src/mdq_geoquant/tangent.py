@@ -81,6 +81,19 @@ class Tangents:
         return e - self.project(e)
 
 
+def _neighbour_index(X: Tensor, q: Tensor, k: int) -> Tensor:
+    """Return the indices of the k+1 nearest rows of X (B, r, c) around each query row, the row itself first."""
+    idx = torch.cdist(X[:, q], X).topk(k + 1, dim=-1, largest=False).indices
+    # the row itself first (callers read it back as mu + C[:, :, 0]); a tie with a duplicate row is harmless
+    idx[..., 0] = q
+    return idx
+
+
+def _gather_rows(X: Tensor, idx: Tensor) -> Tensor:
+    """Return X's rows at idx (B, q, n) per batch entry: (B, q, n, c)."""
+    return X[torch.arange(X.shape[0], device=X.device)[:, None, None], idx]
+
+
 def local_tangents(X: Tensor, k: int = 15, var: float = 0.95, query: Tensor | None = None) -> Tangents:
     """Fit local tangent planes in a batch of sub-blocks X (B, r, c): for every row, or only the `query` rows.
 
@@ -88,12 +101,8 @@ def local_tangents(X: Tensor, k: int = 15, var: float = 0.95, query: Tensor | No
     """
     if not 0 < var <= 1:
         raise ValueError(f"var must be in (0, 1], got {var}")
-    B, r, c = X.shape
-    q = torch.arange(r, device=X.device) if query is None else query.to(X.device)
-    idx = torch.cdist(X[:, q], X).topk(k + 1, dim=-1, largest=False).indices  # (B, q, k+1)
-    # the row itself must come first (callers read it back as mu + C[:, :, 0]); a tie with a duplicate is harmless
-    idx[..., 0] = q
-    N = X[torch.arange(B, device=X.device)[:, None, None], idx]  # (B, q, k+1, c)
+    q = torch.arange(X.shape[1], device=X.device) if query is None else query.to(X.device)
+    N = _gather_rows(X, _neighbour_index(X, q, k))  # (B, q, k+1, c)
     mu = N.mean(2)
     C = N - mu.unsqueeze(2)
     lam, V = torch.linalg.eigh(C @ C.transpose(-1, -2))
@@ -110,11 +119,10 @@ def local_tangents(X: Tensor, k: int = 15, var: float = 0.95, query: Tensor | No
 def blocks(w: Tensor, m: int, k: int) -> Iterator[tuple[slice, list[slice], Tensor]]:
     """Yield (row slice, column slices, X (B, r, c)) per row block, column blocks of equal width batched."""
     rows, cols = w.shape
-    cspans = spans(cols, m, max(2, min(m, k + 1)))
+    by_width: dict[int, list[tuple[int, int]]] = {}
+    for a, b in spans(cols, m, max(2, min(m, k + 1))):
+        by_width.setdefault(b - a, []).append((a, b))
     for r0, r1 in spans(rows, m, k + 1):
-        by_width: dict[int, list[tuple[int, int]]] = {}
-        for a, b in cspans:
-            by_width.setdefault(b - a, []).append((a, b))
         for group in by_width.values():
             X = torch.stack([w[r0:r1, a:b] for a, b in group])
             yield slice(r0, r1), [slice(a, b) for a, b in group], X
@@ -123,8 +131,8 @@ def blocks(w: Tensor, m: int, k: int) -> Iterator[tuple[slice, list[slice], Tens
 def lle_weights(X: Tensor, k: int = 15, reg: float = 1e-3) -> tuple[Tensor, Tensor, Tensor]:
     """Return (neighbour index (B, r, k), weights (B, r, k), relative reconstruction error (B, r)) of LLE's first step."""
     B, r, c = X.shape
-    idx = torch.cdist(X, X).topk(k + 1, dim=-1, largest=False).indices[..., 1:]
-    N = torch.gather(X.unsqueeze(1).expand(B, r, r, c), 2, idx.unsqueeze(-1).expand(B, r, k, c))
+    idx = _neighbour_index(X, torch.arange(r, device=X.device), k)[..., 1:]
+    N = _gather_rows(X, idx)
     Z = N - X.unsqueeze(2)
     G = Z @ Z.transpose(-1, -2)
     tr = G.diagonal(dim1=-2, dim2=-1).sum(-1).clamp(min=1e-12)
