@@ -7,15 +7,19 @@
   (RTN g128, 3 and 4 bits); Spearman / Pearson of MD vs the loss change and R^2 of MD, weight
   error, a Riemannian (Fisher-metric) and a geodesic (row angle) proxy. PNG + JSON.
 - privacy: 16 patient ids planted in SmolLM2 by a short CPU fine-tune; functional rows (Fisher
-  dPPL) and sensitive rows (secret / general Fisher ratio) classified; then plain GPTQ and
-  MD-constrained GPTQ (same calibration): perplexity, extraction rate, exposure, wall time
-  (the overhead ratio is the constraint's cost). That run is also the ablation (c).
+  dPPL) and sensitive rows (encoding entropy >= 8 bits or MIA dAUC >= 0.1, measured on the
+  `--candidates` rows a Fisher screen ranks highest) classified; then plain GPTQ and
+  MD-constrained GPTQ (same calibration): perplexity, extraction rate, exposure, MIA AUC
+  (members vs 3 fresh-id twins each), wall time (the overhead ratio is the constraint's cost).
+  That run is also the ablation (c). Among the measured rows: Pearson of pre-quantization MD
+  with dAUC and with encoding bits (the seed's claim: Pearson(MD, MIA) >= 0.65).
 Writes results/geoquant.json and results/geoquant/*.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, report  # noqa: E402
+
+
+PARTS = ("md_time", "md_vs_loss", "privacy")
 
 
 def md_time() -> list[dict[str, Any]]:
@@ -82,7 +89,7 @@ def md_vs_loss_part() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows, results
 
 
-def privacy(samples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def privacy(samples: int, candidates: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Experiments (b) and (c): planted secrets, plain GPTQ vs MD-constrained GPTQ."""
     import copy
 
@@ -91,7 +98,9 @@ def privacy(samples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from mdq_geoquant.classify import FunctionalClassifier, SensitiveClassifier, resolve
     from mdq_geoquant.constrained import MDConstrained, param
     from mdq_geoquant.md import md_rows
-    from mdq_geoquant.privacy import extraction_rate, make_secrets, mean_exposure, plant, secret_samples
+    from mdq_geoquant.privacy import extraction_rate, make_secrets, mean_exposure, plant
+    from mdq_geoquant.probe import MembershipProbe
+    from mdq_geoquant.report import pearson, spearman
     from mdq_gptq.gptq import GPTQ
     from mdq_quantkit.backends import quantize_model
     from mdq_quantkit.config import QuantConfig
@@ -111,17 +120,19 @@ def privacy(samples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     prefix, bl = blocks_of(model)
     layers = {f"{prefix}.{i}.{n}": m for i, b in enumerate(bl) for n, m in linears_of(b).items()}
 
+    probe = MembershipProbe.from_secrets(tok, secrets, twins=3)
+
     def measure(m: Any) -> dict[str, float]:
-        return {"ppl": perplexity(m, ev, seqlen=512, tokens=4096)["ppl"],
-                "extraction": extraction_rate(m, tok, secrets), "exposure": mean_exposure(m, tok, secrets)}
+        return {"ppl": perplexity(m, ev, seqlen=512, tokens=4096)["ppl"], "extraction": extraction_rate(m, tok, secrets),
+                "exposure": mean_exposure(m, tok, secrets), "mia_auc": probe.auc(probe.code_lengths(m))}
 
     rows = [{"part": "privacy", "model": "fine-tuned fp32", **measure(model), "seconds": t_plant}]
     base_ppl = rows[0]["ppl"]
     t0 = time.perf_counter()
     s_func = FunctionalClassifier(threshold=param(None, "dppl")).scores(model, calib[:4], layers, base_ppl)
-    s_priv = SensitiveClassifier(threshold=param(None, "priv_ratio")).scores(
-        model, secret_samples(tok, secrets), [c[:, :128] for c in calib[:8]], layers)
-    outl = resolve(s_func, s_priv, param(None, "dppl"), param(None, "priv_ratio"), param(None, "lambda_priv"))
+    sens = SensitiveClassifier(threshold=param(None, "entropy_bits"), dauc=param(None, "mia_dauc"),
+                               candidates=candidates).scores(model, probe, layers)
+    outl = resolve(s_func, sens.s_priv, param(None, "dppl"), 1.0, param(None, "lambda_priv"))
     t_classify = time.perf_counter() - t0
     cfg = QuantConfig(4, 128)
     variants: dict[str, Any] = {}
@@ -150,20 +161,64 @@ def privacy(samples: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                     vals.append(md_rows(w, m.get_submodule(n).dequantized(), rows=rws, what=n).md)
             md_by[f"{cls} rows, {variant}"] = float(torch.cat(vals).mean()) if vals else None
     extra = {"plant_losses": losses, "classify_seconds": t_classify, "outlier_counts": outl.counts(),
+             "sensitive_criteria": _criteria(sens, layers, param(None, "entropy_bits"), param(None, "mia_dauc"),
+                                             pearson, spearman),
              "md_of_outlier_rows": md_by, "md_gptq_time_overhead": overhead,
-             "thresholds": {k: param(None, k) for k in ("tau_func", "tau_priv", "dppl", "priv_ratio", "lambda_priv")}}
+             "thresholds": {k: param(None, k) for k in ("tau_func", "tau_priv", "dppl", "entropy_bits", "mia_dauc",
+                                                           "lambda_priv")}}
     return rows, extra
+
+
+def _criteria(sens: Any, layers: dict[str, Any], bits_t: float, dauc_t: float, pearson: Any,
+              spearman: Any) -> dict[str, Any]:
+    """Summarize the sensitive classifier's measured rows, and how MD (RTN w4 g128) relates to them."""
+    import torch
+
+    from mdq_geoquant.classify import rtn_weight
+    from mdq_geoquant.md import md_rows
+
+    md, bits, dauc, screen = [], [], [], []
+    for n, m in layers.items():
+        rows = sens.measured[n].nonzero().flatten()
+        if rows.numel():
+            w = m.weight.detach().float()
+            md += md_rows(w, rtn_weight(w, 4, 128), rows=rows, what=n).md.tolist()
+            bits += sens.encoding_bits[n][rows].tolist()
+            dauc += sens.dauc[n][rows].tolist()
+            screen += sens.screen[n][rows].tolist()
+    import math
+
+    t = torch.tensor
+
+    def num(x: float) -> float | None:
+        return None if math.isnan(x) else x  # a constant side (e.g. every dAUC 0) has no correlation
+
+    return {"measured_rows": len(md), "max_encoding_bits": max(bits, default=None), "max_dauc": max(dauc, default=None),
+            "median_encoding_bits": float(t(bits).median()) if bits else None,
+            "rows_over_bits": int((t(bits) >= bits_t).sum()) if bits else 0,
+            "rows_over_dauc": int((t(dauc) >= dauc_t).sum()) if dauc else 0,
+            "spearman_screen_vs_bits": num(spearman(screen, bits)), "pearson_md_vs_dauc": num(pearson(md, dauc)),
+            "pearson_md_vs_bits": num(pearson(md, bits))}
 
 
 def main() -> None:
     """Run the selected parts and write results/geoquant.json."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="md_time,md_vs_loss,privacy")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated; a partial run keeps the other parts' results in the JSON")
     ap.add_argument("--samples", type=int, default=16, help="GPTQ calibration windows of 512 tokens (privacy part)")
+    ap.add_argument("--candidates", type=int, default=256,
+                    help="rows the sensitive classifier measures (the Fisher screen's top ones)")
     a = ap.parse_args()
     parts = a.parts.split(",")
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
+    previous = RESULTS / "geoquant.json"
+    if previous.exists() and set(parts) != set(PARTS):
+        # a partial run keeps the other parts' results from the last run (each row says its part)
+        old = json.loads(previous.read_text())
+        rows = [r for r in old["rows"] if r.get("part") not in parts]
+        extra = {k: old[k] for k in PARTS if k in old and k not in parts}
     if "md_time" in parts:
         rows += md_time()
     if "md_vs_loss" in parts:
@@ -171,12 +226,12 @@ def main() -> None:
         rows += r
         extra["md_vs_loss"] = res
     if "privacy" in parts:
-        r, ex = privacy(a.samples)
+        r, ex = privacy(a.samples, a.candidates)
         rows += r
         extra["privacy"] = ex
     report("geoquant", "GeoQuant: MD time, MD vs loss, planted secrets under GPTQ and MD-constrained GPTQ",
            ["part", "what", "model", "seconds", "goal_s", "spearman_md", "pearson_md", "r2_md", "r2_weight_err",
-            "r2_riemannian", "r2_geodesic", "ppl", "extraction", "exposure"], rows, extra)
+            "r2_riemannian", "r2_geodesic", "ppl", "extraction", "exposure", "mia_auc"], rows, extra)
 
 
 if __name__ == "__main__":

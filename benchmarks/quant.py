@@ -1,6 +1,7 @@
 """Quantizer backends on SmolLM2-135M (issue #6): perplexity, wall time and file size, one run.
 
     python benchmarks/quant.py [--samples 32] [--seqlen 512] [--tokens 8192] [--configs w4g128,w3g128,w4g64]
+                               [--backends rtn,gptq,awq] [--spread-seeds 1,2]
 
 Same calibration windows and evaluation tokens for every backend (protocol in
 mdq_quantkit/data.py: pydoc_data.topics, first half of the tokens for calibration, second half
@@ -35,8 +36,13 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--configs", default="w4g128,w3g128,w4g64")
-    ap.add_argument("--backends", default="rtn,gptq,gptq-fast,awq",
-                    help="gptq = act-order + true-sequential (the defaults); gptq-fast = one Hessian pass per block")
+    ap.add_argument("--backends", default="rtn,gptq,awq",
+                    help="gptq = act-order + true-sequential (the defaults); gptq-fast = Hessians from the "
+                         "unquantized block (no longer faster, kept for comparison)")
+    ap.add_argument("--spread-seeds", default="1,2",
+                    help="extra calibration draws for GPTQ, to show how far its perplexity moves between "
+                         "equally valid calibration sets ('' for none)")
+    ap.add_argument("--spread-configs", default="w4g128,w3g128")
     a = ap.parse_args()
 
     import torch
@@ -64,28 +70,31 @@ def main() -> None:
     backends = {"rtn": RTN, "gptq": GPTQ, "gptq-fast": lambda: GPTQ(true_sequential=False), "awq": AWQ}
     tmp = Path(tempfile.mkdtemp(prefix="mdq-quant-bench-"))
     try:
-        for conf in a.configs.split(","):
+        jobs = [(conf, name, 0) for conf in a.configs.split(",") for name in a.backends.split(",")]
+        jobs += [(conf, "gptq", seed) for seed in _ints(a.spread_seeds) for conf in a.spread_configs.split(",")]
+        for conf, name, seed in jobs:
             bits, group = (int(x) for x in conf[1:].split("g"))
-            for name in a.backends.split(","):
-                m, _ = load("smollm2-135m")
-                t0 = time.perf_counter()
-                quantize_model(m, QuantConfig(bits, group), backends[name](), calib)
-                q_s = time.perf_counter() - t0
-                out = save_quantized(m, tmp / f"{name}-{conf}", tok)
-                size = (out / "model.safetensors").stat().st_size
-                loaded = load_quantized(out)
-                t0 = time.perf_counter()
-                res = perplexity(loaded, ev, seqlen=a.seqlen, tokens=a.tokens)
-                key = f"{name} {conf}"
-                base = key.replace("-fast", "")
-                ref = ISSUE_REFERENCE.get(key) or ISSUE_REFERENCE.get(f"optimum+gptqmodel {base}") or \
-                    ISSUE_REFERENCE.get(f"llm-compressor {base}")
-                ref_s = ISSUE_REFERENCE_S.get(key.replace("-fast", ""))
-                rows.append({"model": key, "ppl": res["ppl"], "quant_s": q_s, "eval_s": time.perf_counter() - t0,
-                             "file_MB": size / 2**20, "file_ratio": size / fp32_bytes, "reference_ppl": ref,
-                             "reference_s": ref_s, "time_ratio": q_s / ref_s if ref_s else None})
-                print(f"{key}: ppl {res['ppl']:.3f} in {q_s:.0f} s", flush=True)
-                shutil.rmtree(out)
+            m, _ = load("smollm2-135m")
+            samples = calib if seed == 0 else calibration_samples(pool, a.samples, a.seqlen, seed=seed)
+            t0 = time.perf_counter()
+            quantize_model(m, QuantConfig(bits, group), backends[name](), samples)
+            q_s = time.perf_counter() - t0
+            out = save_quantized(m, tmp / f"{name}-{conf}", tok)
+            size = (out / "model.safetensors").stat().st_size
+            loaded = load_quantized(out)
+            t0 = time.perf_counter()
+            res = perplexity(loaded, ev, seqlen=a.seqlen, tokens=a.tokens)
+            key = f"{name} {conf}"
+            base = key.replace("-fast", "")
+            ref = ISSUE_REFERENCE.get(key) or ISSUE_REFERENCE.get(f"optimum+gptqmodel {base}") or \
+                ISSUE_REFERENCE.get(f"llm-compressor {base}")
+            ref_s = ISSUE_REFERENCE_S.get(base)
+            label = key if seed == 0 else f"{key} (calib seed {seed})"
+            rows.append({"model": label, "ppl": res["ppl"], "quant_s": q_s, "eval_s": time.perf_counter() - t0,
+                         "file_MB": size / 2**20, "file_ratio": size / fp32_bytes, "reference_ppl": ref,
+                         "reference_s": ref_s, "time_ratio": q_s / ref_s if ref_s else None})
+            print(f"{label}: ppl {res['ppl']:.3f} in {q_s:.0f} s", flush=True)
+            shutil.rmtree(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report("quant", f"SmolLM2-135M: {a.samples}x{a.seqlen} calibration tokens, {a.tokens} evaluation tokens",
@@ -95,6 +104,10 @@ def main() -> None:
                          "text": "pydoc_data.topics (sorted keys, blank-line joined)"},
             "anchor": "optimum+gptqmodel not installed (needs CUDA); reference_ppl = the issue's figures, other protocol",
             "issue_reference": ISSUE_REFERENCE, "issue_reference_s": ISSUE_REFERENCE_S})
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 if __name__ == "__main__":

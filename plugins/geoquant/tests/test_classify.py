@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from mdq_geoquant.classify import (
-    FunctionalClassifier, SensitiveClassifier, exposure, fisher_diag, resolve, row_loss_change,
+    FunctionalClassifier, SensitiveClassifier, exposure, fisher_diag, resolve, row_loss_change, rtn_weight,
 )
+from mdq_geoquant.privacy import make_secrets
+from mdq_geoquant.probe import MembershipProbe, row_effects
 from mdq_quantkit.models import tiny_llama
 
 X = [torch.randint(0, 256, (1, 24), generator=torch.Generator().manual_seed(i)) for i in range(3)]
@@ -45,11 +47,27 @@ def test_row_loss_change_and_functional_scores():
         FunctionalClassifier(threshold=0)
 
 
-def test_sensitive_scores_are_relative_to_the_layer_median():
+def test_sensitive_rows_are_measured_on_the_screens_top_candidates(char_tok):
     m = tiny_llama()
-    s = SensitiveClassifier(bits=2, group_size=32).scores(m, X[:1], X[1:], _layers(m))
-    for v in s.values():
-        assert float(v.median()) == pytest.approx(1.0)
+    layers = _layers(m)
+    probe = MembershipProbe.from_secrets(char_tok, make_secrets(3), twins=2)
+    before = {n: l.weight.detach().clone() for n, l in layers.items()}
+    clf = SensitiveClassifier(threshold=1e-3, dauc=0.1, candidates=10, bits=2, group_size=32)
+    s = clf.scores(m, probe, layers)
+    assert sum(int(v.sum()) for v in s.measured.values()) == 10
+    flat = torch.cat([s.screen[n] for n in layers])
+    assert float(torch.cat([s.screen[n][s.measured[n]] for n in layers]).min()) >= float(flat.topk(10).values.min())
+    n = "model.layers.0.mlp.down_proj"
+    rows = s.measured[n].nonzero().flatten()
+    bits, dauc = row_effects(m, probe, layers[n], rows, rtn_weight(layers[n].weight.detach(), 2, 32))
+    assert torch.allclose(s.encoding_bits[n][rows], bits) and torch.allclose(s.dauc[n][rows], dauc)
+    for k in layers:
+        assert torch.equal(s.s_priv[k], torch.maximum(s.encoding_bits[k] / 1e-3, s.dauc[k] / 0.1))
+        assert bool((s.s_priv[k][~s.measured[k]] == 0).all())  # not measured: not sensitive
+        assert torch.equal(layers[k].weight, before[k])
+    assert all(p.grad is None for p in m.parameters())
+    with pytest.raises(ValueError, match="dAUC"):
+        SensitiveClassifier(dauc=0)
 
 
 def test_overlaps_go_where_lambda_says():
@@ -65,15 +83,11 @@ def test_overlaps_go_where_lambda_says():
         resolve(f, p, 0.3, 5.0, lam=2)
 
 
-class _CharTok:
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [ord(c) % 256 for c in text]}
 
-
-def test_exposure_ranks_the_secret_among_candidates():
+def test_exposure_ranks_the_secret_among_candidates(char_tok):
     m = tiny_llama()
     cands = [f"P{i:05d}" for i in range(1, 64)]
-    e = exposure(m, _CharTok(), "id ", "P00000", cands)
+    e = exposure(m, char_tok, "id ", "P00000", cands)
     assert 0 <= e <= math.log2(64)
     with pytest.raises(ValueError, match="must not contain the secret"):
-        exposure(m, _CharTok(), "id ", "P00001", cands)
+        exposure(m, char_tok, "id ", "P00001", cands)

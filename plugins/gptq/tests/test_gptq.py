@@ -28,6 +28,29 @@ def test_gptq_beats_rtn_on_the_layer_objective(bits, group, act_order):
     assert err_gptq < 0.8 * err_rtn
 
 
+def test_stacked_rows_quantize_as_each_layer_alone():
+    X, W, H = _problem(out=40)
+    cfg = QuantConfig(4, 32)
+    both = gptq_quantize(W, H, cfg, act_order=True)
+    for rows in (slice(0, 24), slice(24, 40)):  # e.g. q and k sharing one Hessian
+        alone = gptq_quantize(W[rows], H, cfg, act_order=True)
+        assert all(torch.equal(a, b[rows]) for a, b in zip(alone, both, strict=True))
+
+
+def test_a_layer_no_calibration_input_reaches_is_refused():
+    class Skip(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
+
+        def forward(self, x):
+            return self.a(x) if float(x.sum()) > -1e9 else self.b(x)
+
+    blk = Skip()
+    with pytest.raises(ValueError, match="no calibration input reached layer 'b'"):
+        GPTQ().quantize_block_forward(blk, [torch.ones(1, 4, 32)], {}, QuantConfig(4, 32))
+
+
 def test_dead_inputs_and_a_singular_hessian():
     X, W, H = _problem()
     H[:, 5] = 0
@@ -45,9 +68,10 @@ def test_model_level_gptq_is_closer_to_fp_than_rtn(true_sequential):
     errs = {}
     for b in (RTN(), GPTQ(true_sequential=true_sequential)):
         m = tiny_llama()
-        ref = m(x).logits
-        quantize_model(m, QuantConfig(3, 32), b, samples)
-        errs[b.name] = float(((m(x).logits - ref) ** 2).mean())
+        with torch.no_grad():
+            ref = m(x).logits
+            quantize_model(m, QuantConfig(3, 32), b, samples)
+            errs[b.name] = float(((m(x).logits - ref) ** 2).mean())
     assert errs["gptq"] < errs["rtn"]
     with pytest.raises(ValueError, match="needs calibration"):
         quantize_model(tiny_llama(), QuantConfig(4, 32), GPTQ(), [])

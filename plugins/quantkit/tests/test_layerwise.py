@@ -1,8 +1,11 @@
-"""Block discovery, layer inputs (with and without stopping early) and sequential groups."""
+"""Block discovery, layer inputs (with and without stopping early), sequential groups and the inline pass."""
 
+import pytest
 import torch
 
-from mdq_quantkit.layerwise import blocks_of, capture, layer_inputs, sequential_groups
+from mdq_quantkit.layerwise import (
+    blocks_of, capture, forward_all, gram, inline_pass, layer_inputs, linears_of, sequential_groups, set_weight,
+)
 from mdq_quantkit.models import tiny_gpt2, tiny_llama
 
 X = [torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(i)) for i in range(2)]
@@ -34,3 +37,102 @@ def test_stopping_early_sees_the_same_layer_inputs_and_skips_the_rest():
     hook.remove()
     assert calls == []  # the MLP never ran
     assert all(torch.equal(a, b) for a, b in zip(full["self_attn.o_proj"], early["self_attn.o_proj"], strict=True))
+
+
+def _layer_xtx(block, names, inputs, kw):
+    acc = {}
+    layer_inputs(block, names, inputs, kw, lambda n, x: acc.__setitem__(n, acc.get(n, 0) + x.t() @ x))
+    return acc
+
+
+def test_inline_pass_outputs_and_sums_match_separate_forwards():
+    m = tiny_llama()
+    _, blocks = blocks_of(m)
+    inputs, kw = capture(m, X)
+    b = blocks[0]
+    groups = sequential_groups(b, inputs[0], kw)
+    expect_out = forward_all(b, inputs, kw)
+    expect = _layer_xtx(b, [g[0] for g in groups], inputs, kw)
+    threads = torch.get_num_threads()
+    got = {}
+    out = inline_pass(b, groups, inputs, kw, lambda gi, h, t: got.__setitem__(groups[gi][0], (h.clone(), t)))
+    assert torch.get_num_threads() == threads
+    assert all(torch.allclose(a, e, atol=1e-5) for a, e in zip(out, expect_out, strict=True))
+    for name, (h, t) in got.items():
+        assert t == sum(x.shape[1] for x in inputs)
+        assert torch.allclose(h, expect[name], rtol=1e-4, atol=1e-3)
+
+
+def test_inline_pass_later_groups_see_the_earlier_groups_changes():
+    m = tiny_llama()
+    _, blocks = blocks_of(m)
+    inputs, kw = capture(m, X)
+    b = blocks[0]
+    groups = sequential_groups(b, inputs[0], kw)
+    lin = linears_of(b)
+    new_o = torch.randn_like(lin["self_attn.o_proj"].weight)
+    got = {}
+
+    def on_group(gi, h, t):
+        got[gi] = h.clone()
+        if groups[gi] == ["self_attn.o_proj"]:
+            set_weight(lin["self_attn.o_proj"], new_o)  # as a quantizer would, mid-forward
+
+    out = inline_pass(b, groups, inputs, kw, on_group)
+    expect = _layer_xtx(b, ["mlp.gate_proj"], inputs, kw)  # now with the new o_proj from the start
+    assert torch.allclose(got[2], expect["mlp.gate_proj"], rtol=1e-4, atol=1e-3)
+    assert all(torch.allclose(a, e, atol=1e-5) for a, e in zip(out, forward_all(b, inputs, kw), strict=True))
+
+
+class _Branchy(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.a(x)
+        return self.b(y) if float(x.sum()) > 0 else y
+
+
+def test_inline_pass_an_input_that_skips_a_group_arrives_empty():
+    blk = _Branchy()
+    xs = [torch.ones(1, 3, 4), -torch.ones(1, 5, 4)]
+    seen = []
+    inline_pass(blk, [["a"], ["b"]], xs, {}, lambda gi, h, t: seen.append((gi, t)))
+    assert seen == [(0, 8), (1, 3)]
+
+
+def test_inline_pass_failures_are_raised_without_hanging():
+    blk = _Branchy()
+    xs = [torch.ones(1, 3, 4), torch.ones(1, 2, 4)]
+
+    def boom(gi, h, t):
+        raise RuntimeError("quantizer failed")
+
+    with pytest.raises(RuntimeError, match="quantizer failed"):
+        inline_pass(blk, [["a"], ["b"]], xs, {}, boom)
+    hook = blk.b.register_forward_hook(lambda *_: (_ for _ in ()).throw(ValueError("layer b broke")))
+    with pytest.raises(ValueError, match="layer b broke"):
+        inline_pass(blk, [["a"], ["b"]], xs, {}, lambda *_: None)
+    hook.remove()
+    assert not blk.a._forward_pre_hooks and not blk.b._forward_pre_hooks  # the pass removed its hooks
+
+
+@pytest.mark.parametrize("n,width", [(7, 512), (576, 512), (1536, 512), (10, 3)])
+def test_gram_is_x_transpose_x(n, width):
+    x = torch.randn(33, n, generator=torch.Generator().manual_seed(n))
+    assert torch.allclose(gram(x, width), x.t() @ x, rtol=1e-5, atol=1e-4)
+
+
+class _Swapped(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.a(self.b(x)) if float(x.sum()) > 0 else self.b(self.a(x))
+
+
+def test_inline_pass_refuses_layers_whose_order_differs_by_input():
+    with pytest.raises(ValueError, match="layer 'b' was reached after 'a' by one input but before it by another"):
+        inline_pass(_Swapped(), [["b"], ["a"]], [torch.ones(1, 2, 4), -torch.ones(1, 2, 4)], {}, lambda *_: None)

@@ -8,19 +8,18 @@ quantizer stores scales and at which MD is defined.
   diagonal Fisher F: dL_j = 1/2 sum_i F_ji (w^Q_ji - w_ji)^2 (the gradient term vanishes at a
   trained optimum), and dPPL_j = PPL (exp(dL_j) - 1). `measured_dppl` quantizes one row for
   real and evaluates, to check the estimate.
-- **Sensitive**: the row carries planted secrets out of proportion to its general use: the
-  same estimate with the Fisher of the secrets' text, divided by the general one, relative to
-  the layer's median ratio. Sensitive when that ratio is >= `threshold` (default 5). The seed's
-  other two criteria (encoding entropy >= 8, MIA dAUC >= 0.1 per weight group) are not built:
-  neither has a definition at row level that we could measure honestly.
-- **Overlap**: S_func = dPPL / its threshold, S_priv = ratio / its threshold; a row over both
-  thresholds is sensitive when lambda S_priv > (1 - lambda) S_func, else functional.
+- **Sensitive** (the seed's two criteria, measured on planted records, see probe.py):
+  quantizing the row alone changes >= 8 bits of the encoding of which secret was planted
+  (encoding entropy), or lowers the membership-inference AUC by >= 0.1 (MIA dAUC). A Fisher
+  screen picks the rows to measure; S_priv = max(bits / 8, dAUC / 0.1).
+- **Overlap**: S_func = dPPL / its threshold and S_priv as above; a row over both is sensitive
+  when lambda S_priv > (1 - lambda) S_func, else functional.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .md import weight
+from .probe import MembershipProbe, row_effects
 
 
 @contextmanager
@@ -132,32 +132,72 @@ class FunctionalClassifier(_RowClassifier):
         return out
 
 
+@dataclass
+class SensitiveScores:
+    """Per layer: S_priv (>= 1 is sensitive), the two measured criteria, and which rows were measured."""
+
+    s_priv: dict[str, Tensor] = field(default_factory=dict)
+    encoding_bits: dict[str, Tensor] = field(default_factory=dict)
+    dauc: dict[str, Tensor] = field(default_factory=dict)
+    screen: dict[str, Tensor] = field(default_factory=dict)
+    measured: dict[str, Tensor] = field(default_factory=dict)
+
+
 class SensitiveClassifier(_RowClassifier):
-    """Rows whose quantization would move the secrets' loss far more than the general loss."""
+    """Rows carrying >= `threshold` bits of which secret was planted, or moving the MIA AUC by >= `dauc`.
+
+    Both criteria are measured (probe.row_effects) for the `candidates` rows ranked highest by
+    a Fisher screen: 1/2 sum_i (F_members - F_twins)_ji (w^Q_ji - w_ji)^2, the second-order
+    estimate of how much more quantizing the row moves the planted records' loss than their
+    twins'. Rows outside the candidates are not measured and count as not sensitive.
+    """
 
     name = "sensitive"
-    what = "sensitivity ratio threshold"
+    what = "encoding-entropy threshold (bits)"
 
-    def __init__(self, threshold: float = 5.0, bits: int = 4, group_size: int = 128) -> None:
+    def __init__(self, threshold: float = 8.0, dauc: float = 0.1, candidates: int = 128, bits: int = 4,
+                 group_size: int = 128) -> None:
         super().__init__(threshold, bits, group_size)
+        if not dauc > 0 or candidates < 1:
+            raise ValueError(f"the MIA dAUC threshold must be > 0 and candidates >= 1, got {dauc}, {candidates}")
+        self.dauc, self.candidates = dauc, candidates
 
-    def scores(self, model: nn.Module, secret_samples: Sequence[Tensor], general_samples: Sequence[Tensor],
-               layers: dict[str, nn.Module]) -> dict[str, Tensor]:
-        """Return each row's secret/general loss-change ratio over the layer's median ratio."""
-        Fs = fisher_diag(model, secret_samples, layers)
-        Fg = fisher_diag(model, general_samples, layers)
-        out = {}
+    def scores(self, model: nn.Module, probe: MembershipProbe, layers: dict[str, nn.Module],
+               progress: Callable[[int, int], None] | None = None) -> SensitiveScores:
+        """Screen every row, measure both criteria on the top candidates, return S_priv per layer."""
+        members = [probe.ids[i:i + 1, :int(probe.scored[i].nonzero().max()) + 2] for i in range(probe.members)]
+        twins = [probe.ids[i:i + 1, :int(probe.scored[i].nonzero().max()) + 2]
+                 for i in range(probe.members, probe.ids.shape[0])]
+        Fm, Ft = fisher_diag(model, members, layers), fisher_diag(model, twins, layers)
+        out = SensitiveScores()
+        wq: dict[str, Tensor] = {}
         for n, m in layers.items():
             w = weight(m)
-            wq = rtn_weight(w, self.bits, self.group_size)
-            ratio = row_loss_change(Fs[n], w, wq) / row_loss_change(Fg[n], w, wq).clamp(min=1e-30)
-            out[n] = ratio / ratio.median().clamp(min=1e-30)
+            wq[n] = rtn_weight(w, self.bits, self.group_size)
+            out.screen[n] = row_loss_change(Fm[n] - Ft[n], w, wq[n]).abs()
+        flat = torch.cat([out.screen[n] for n in layers])
+        top = torch.topk(flat, min(self.candidates, flat.numel())).indices
+        base = probe.code_lengths(model)
+        offset, done = 0, 0
+        for n, m in layers.items():
+            size = out.screen[n].numel()
+            rows = top[(top >= offset) & (top < offset + size)] - offset
+            offset += size
+            bits, dauc = row_effects(model, probe, m, rows, wq[n], base)
+            out.encoding_bits[n], out.dauc[n] = torch.zeros(size), torch.zeros(size)
+            out.encoding_bits[n][rows], out.dauc[n][rows] = bits, dauc
+            out.measured[n] = torch.zeros(size, dtype=torch.bool)
+            out.measured[n][rows] = True
+            out.s_priv[n] = torch.maximum(out.encoding_bits[n] / self.threshold, out.dauc[n] / self.dauc)
+            done += rows.numel()
+            if progress and rows.numel():
+                progress(done, top.numel())
         return out
 
 
-def resolve(s_func: dict[str, Tensor], s_priv: dict[str, Tensor], func_threshold: float, priv_threshold: float,
-            lam: float = 0.5) -> Outliers:
-    """Classify rows from both scores; a row over both thresholds goes where lambda says."""
+def resolve(s_func: dict[str, Tensor], s_priv: dict[str, Tensor], func_threshold: float,
+            priv_threshold: float = 1.0, lam: float = 0.5) -> Outliers:
+    """Classify rows from both scores (each divided by its threshold); a row over both goes where lambda says."""
     if not 0 <= lam <= 1:
         raise ValueError(f"the privacy preference lambda must be in [0, 1], got {lam}")
     out = Outliers()

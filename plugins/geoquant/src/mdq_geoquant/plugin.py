@@ -11,7 +11,7 @@ VERSION = "0.1.0"
 
 @mdqcore.hookimpl
 def register_operators(register: Any) -> None:
-    """`geoquant`: tau_func, tau_priv, lambda_priv, dppl, priv_ratio, alpha, read by MD-constrained quantization."""
+    """`geoquant`: tau_func, tau_priv, lambda_priv, dppl, entropy_bits, mia_dauc, alpha (MD thresholds, classifier thresholds)."""
     from .constrained import PARAMS, MDConstrained
 
     register("geoquant", MDConstrained, version=VERSION, params={k: b for k, (b, _d) in PARAMS.items()},
@@ -32,7 +32,7 @@ def _sensitive(**options: Any) -> Any:
 
 @mdqcore.hookimpl
 def register_outlier_classifiers(register: Any) -> None:
-    """`functional` (Fisher-estimated dPPL >= 0.3) and `sensitive` (secret/general Fisher ratio >= 5)."""
+    """`functional` (Fisher-estimated dPPL >= 0.3) and `sensitive` (encoding entropy >= 8 bits or MIA dAUC >= 0.1)."""
     register("functional", _functional, version=VERSION)
     register("sensitive", _sensitive, version=VERSION)
 

@@ -242,15 +242,16 @@ def plot(result: dict[str, Any], out: Path, title: str) -> Path:
 
 
 def plot_privacy(rows: list[dict[str, Any]], out: Path) -> Path:
-    """Write bars of perplexity, extraction rate and exposure per model (experiments b and c) as PNG."""
+    """Write bars of perplexity, extraction rate, exposure and MIA AUC per model (experiments b and c) as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [r["model"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, key in zip(axes, ("ppl", "extraction", "exposure"), strict=True):
+    keys = [k for k in ("ppl", "extraction", "exposure", "mia_auc") if all(k in r for r in rows)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
+    for ax, key in zip(axes, keys, strict=True):
         ax.bar(range(len(rows)), [r[key] for r in rows], color=["#777", "#1f77b4", "#d62728"][:len(rows)])
         ax.set_xticks(range(len(rows)), names, rotation=15, fontsize=8)
         ax.set_title(key)

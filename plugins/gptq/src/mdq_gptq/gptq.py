@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from mdq_quantkit.config import QuantConfig
 from mdq_quantkit.layerwise import (
-    layer_inputs, linears_of, quantized_layer, replace, sequential_groups, shape_of, weight_of,
+    inline_pass, layer_inputs, linears_of, quantized_layer, replace, sequential_groups, set_weight, shape_of, weight_of,
 )
-from mdq_quantkit.quant import group_params
+from mdq_quantkit.quant import dequantize, group_params
 
 
 def _hinv_upper(H: Tensor, damp: float) -> Tensor:
@@ -56,30 +56,36 @@ def gptq_quantize(W: Tensor, H: Tensor, cfg: QuantConfig, *, blocksize: int = 12
     else:
         perm = torch.arange(n)
     Hinv = _hinv_upper(H, damp)
-    Q = torch.zeros_like(W)
+    # columns as contiguous rows: every per-column step below reads and writes whole rows
+    Wt = W.t().contiguous()
+    Qt = torch.zeros_like(Wt)
+    St, Zt = scales.t().contiguous(), zeros.t().contiguous()
+    cols = perm.tolist()
     maxq = cfg.maxq
     for i1 in range(0, n, blocksize):
         i2 = min(i1 + blocksize, n)
-        W1 = W[:, i1:i2].clone()
-        Err1 = torch.zeros_like(W1)
+        W1 = Wt[i1:i2].clone()
+        Err1 = torch.empty_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
+        diag = torch.diag(Hinv1).tolist()
         for i in range(i2 - i1):
-            col = int(perm[i1 + i])
+            col = cols[i1 + i]
             gi = col // g
             if not act_order and col % g == 0:
                 # the group's range from the weights as updated so far (this block's and the rest)
-                scales[:, gi], zeros[:, gi] = group_params(torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :g], cfg)
-            s, z = scales[:, gi], zeros[:, gi]
-            w = W1[:, i]
-            q = torch.clamp(torch.round(w / s) + z, 0, maxq)
-            Q[:, i1 + i] = q
-            err = (w - s * (q - z)) / Hinv1[i, i]
-            W1[:, i:] -= err.unsqueeze(1) * Hinv1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
-    codes = torch.empty_like(Q)
-    codes[:, perm] = Q
-    return codes.long(), scales, zeros
+                St[gi], Zt[gi] = group_params(torch.cat([W1[i:], Wt[i2:]], 0)[:g].t(), cfg)
+            s, z = St[gi], Zt[gi]
+            w = W1[i]
+            q = (w / s).round_().add_(z).clamp_(0, maxq)
+            Qt[i1 + i] = q
+            err = (w - s * (q - z)).div_(diag[i])
+            W1[i:].addr_(Hinv1[i, i:], err, alpha=-1)
+            Err1[i] = err
+        Wt[i2:].addmm_(Hinv[i1:i2, i2:].t(), Err1, alpha=-1)
+    codes = torch.empty_like(Qt)
+    codes[perm] = Qt
+    scales, zeros = St.t().contiguous(), Zt.t().contiguous()
+    return codes.t().long(), scales, zeros
 
 
 class GPTQ:
@@ -87,8 +93,11 @@ class GPTQ:
 
     With `true_sequential` (the default, as in the reference implementation), the Hessian of
     each group is measured on inputs that already went through the quantized earlier groups
-    of the same block (q/k/v, then o, then gate/up, then down); each forward stops once the
-    group's layers have been reached. Layers sharing an input share one Hessian.
+    of the same block (q/k/v, then o, then gate/up, then down), all in one forward per block
+    (`layerwise.inline_pass`), which also yields the inputs of the next block. Layers sharing an
+    input share one Hessian and are quantized as one matrix (their rows stacked): GPTQ treats
+    rows independently, so this is the same result in one column loop instead of several.
+    Without `true_sequential`, every group's Hessian comes from the block's unquantized forward.
     """
 
     name = "gptq"
@@ -103,39 +112,56 @@ class GPTQ:
 
     def quantize_block(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any],
                        cfg: QuantConfig) -> dict[str, Any]:
-        """Accumulate each group's H from the block's inputs, then quantize the group's layers with GPTQ."""
+        """Quantize the block's layers with GPTQ, group by group; return per-layer stats."""
+        return self.quantize_block_forward(block, inputs, kwargs, cfg)[0]
+
+    def quantize_block_forward(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any],
+                               cfg: QuantConfig) -> tuple[dict[str, Any], list[Tensor] | None]:
+        """Quantize the block; return (per-layer stats, the block's outputs if they came for free, else None)."""
         groups = sequential_groups(block, inputs[0], kwargs)
-        stats: dict[str, Any] = {}
-        if self.true_sequential:
-            for group in groups:
-                stats.update(self._quantize(block, [group], inputs, kwargs, cfg))
-        else:
-            stats.update(self._quantize(block, groups, inputs, kwargs, cfg))
-        return stats
-
-    def _quantize(self, block: nn.Module, groups: list[list[str]], inputs: list[Tensor], kwargs: dict[str, Any],
-                  cfg: QuantConfig) -> dict[str, Any]:
         lin = linears_of(block)
-        lead = {n: g[0] for g in groups for n in g}
-        H = {g[0]: torch.zeros(shape_of(lin[g[0]])[1], shape_of(lin[g[0]])[1]) for g in groups}
-        seen = dict.fromkeys(H, 0)
+        stats: dict[str, Any] = {}
+        done: dict[str, Any] = {}
+        if self.true_sequential:
+            def on_group(gi: int, xtx: Tensor, tokens: int) -> None:
+                new = self._quantize(lin, groups[gi], xtx, tokens, cfg, stats)
+                for name, (_q, deq) in new.items():
+                    set_weight(lin[name], deq)  # the rest of this forward goes through the quantized weight
+                done.update(new)
 
-        def add(name: str, x: Tensor) -> None:
-            t = x.shape[0]
-            H[name] *= seen[name] / (seen[name] + t)
-            seen[name] += t
-            x = x * (2.0 / seen[name]) ** 0.5
-            H[name].addmm_(x.t(), x)
+            outputs: list[Tensor] | None = inline_pass(block, groups, inputs, kwargs, on_group)
+        else:
+            H = {g[0]: torch.zeros(shape_of(lin[g[0]])[1], shape_of(lin[g[0]])[1]) for g in groups}
+            seen = dict.fromkeys(H, 0)
 
-        layer_inputs(block, list(H), inputs, kwargs, add, stop=True)
-        stats = {}
-        for name in lead:
-            layer, h = lin[name], H[lead[name]]
-            w = weight_of(layer)
-            codes, scales, zeros = gptq_quantize(w, h, cfg, blocksize=self.blocksize, damp=self.damp,
-                                                 act_order=self.act_order)
-            q = quantized_layer(layer, codes, scales, zeros, cfg)
-            d = q.dequantized() - w
-            stats[name] = {"weight_err": float(d.pow(2).sum()), "proxy_loss": float(torch.einsum("oi,ij,oj->", d, h, d))}
+            def add(name: str, x: Tensor) -> None:
+                seen[name] += x.shape[0]
+                H[name].addmm_(x.t(), x)
+
+            layer_inputs(block, list(H), inputs, kwargs, add, stop=True)
+            for g in groups:
+                done.update(self._quantize(lin, g, H[g[0]], seen[g[0]], cfg, stats))
+            outputs = None
+        for name, (q, _deq) in done.items():
             replace(block, name, q)
-        return stats
+        return stats, outputs
+
+    def _quantize(self, lin: dict[str, nn.Module], names: list[str], xtx: Tensor, tokens: int, cfg: QuantConfig,
+                  stats: dict[str, Any]) -> dict[str, tuple[nn.Module, Tensor]]:
+        if tokens == 0:
+            raise ValueError(f"no calibration input reached layer {names[0]!r}; GPTQ needs its inputs "
+                             f"(give calibration samples that exercise it)")
+        h = xtx * (2.0 / tokens)
+        ws = [weight_of(lin[n]) for n in names]
+        codes, scales, zeros = gptq_quantize(torch.cat(ws), h, cfg, blocksize=self.blocksize, damp=self.damp,
+                                             act_order=self.act_order)
+        # what the QuantLinear will compute (scales are stored in float16), without packing and unpacking
+        deq = dequantize(codes, scales.half(), zeros, cfg)
+        out, r = {}, 0
+        for name, w in zip(names, ws, strict=True):
+            rows = slice(r, r + w.shape[0])
+            r += w.shape[0]
+            d = deq[rows] - w
+            stats[name] = {"weight_err": float(d.pow(2).sum()), "proxy_loss": float(torch.einsum("oi,ij,oj->", d, h, d))}
+            out[name] = (quantized_layer(lin[name], codes[rows], scales[rows], zeros[rows], cfg), deq[rows])
+        return out

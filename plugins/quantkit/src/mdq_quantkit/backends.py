@@ -1,7 +1,9 @@
 """The quantizer-backend interface, the model-level driver every backend shares, and RTN.
 
 A backend quantizes one block at a time: `quantize_block(block, inputs, kwargs, cfg)` replaces
-the block's linear layers with QuantLinear. `quantize_model` validates everything first (no
+the block's linear layers with QuantLinear. A backend that runs the block anyway may offer
+`quantize_block_forward`, returning (stats, the block's outputs or None) so the driver need not
+run the block again. `quantize_model` validates everything first (no
 work starts on a bad config, a model without linear layers or NaN weights), then walks the
 blocks, feeding each the outputs of the already-quantized previous one.
 """
@@ -51,10 +53,15 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
     for i, block in enumerate(blocks):
         if progress:
             progress(i, len(blocks), f"block {i}")
-        for name, s in backend.quantize_block(block, inputs, kwargs, cfg).items():
+        outputs = None
+        if hasattr(backend, "quantize_block_forward"):
+            block_stats, outputs = backend.quantize_block_forward(block, inputs, kwargs, cfg)
+        else:
+            block_stats = backend.quantize_block(block, inputs, kwargs, cfg)
+        for name, s in block_stats.items():
             stats[f"{i}.{name}"] = s
         if backend.needs_calibration and i + 1 < len(blocks):
-            inputs = forward_all(block, inputs, kwargs)
+            inputs = forward_all(block, inputs, kwargs) if outputs is None else outputs
     if progress:
         progress(len(blocks), len(blocks), "done")
     model.mdq_quant = {"backend": backend.name, "config": cfg.to_json(), "modules": _names(model)}

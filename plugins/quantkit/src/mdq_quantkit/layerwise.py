@@ -5,6 +5,7 @@ the already-quantized one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,9 +53,9 @@ def weight_of(layer: nn.Module) -> Tensor:
 
 
 def set_weight(layer: nn.Module, w: Tensor) -> None:
-    """Write an (out, in) weight back into a layer."""
-    with torch.no_grad():
-        layer.weight.copy_(w.t() if layer.__class__.__name__ == "Conv1D" else w)
+    """Give a layer a new (out, in) weight in its own dtype, without writing into the storage it had."""
+    # rebinding rather than copy_: the old tensor may be shared with the caller or memory-mapped
+    layer.weight.data = (w.t() if layer.__class__.__name__ == "Conv1D" else w).to(layer.weight.dtype).contiguous()
 
 
 def check_model(model: nn.Module) -> None:
@@ -139,7 +140,7 @@ def sequential_groups(block: nn.Module, x: Tensor, kwargs: dict[str, Any]) -> li
     """Return the block's linear layers grouped by shared input, in forward order (e.g. [q,k,v], [o], [gate,up], [down]).
 
     Found by running the block once on x (one sample) and comparing the tensors each layer
-    receives, so it needs no per-architecture table.
+    receives, so it needs no per-architecture table. Layers x did not reach come last, one per group.
     """
     seen: list[tuple[str, Tensor]] = []
     layer_inputs(block, list(linears_of(block)), [x[:1]], kwargs, lambda n, t: seen.append((n, t)))
@@ -151,7 +152,131 @@ def sequential_groups(block: nn.Module, x: Tensor, kwargs: dict[str, Any]) -> li
         else:
             groups.append([n])
         last = t
-    return groups
+    reached = {n for g in groups for n in g}
+    # a layer this sample did not reach (a branch it skipped) still gets a group, last, so a
+    # backend sees it and can say it got no input rather than leave it unquantized
+    return groups + [[n] for n in linears_of(block) if n not in reached]
+
+
+GroupFn = Callable[[int, Tensor, int], None]
+
+
+def gram(x: Tensor, width: int = 256) -> Tensor:
+    """Return x^T x (in, in) for x (tokens, in), computing only the blocks on and above the diagonal."""
+    n = x.shape[1]
+    k = max(1, -(-n // width))
+    if k == 1:
+        return x.t() @ x
+    cuts = [i * n // k for i in range(k + 1)]
+    parts = [x[:, cuts[i]:cuts[i + 1]] for i in range(k)]
+    out = torch.empty(n, n, dtype=x.dtype, device=x.device)
+    for i in range(k):
+        for j in range(i, k):
+            blk = parts[i].t() @ parts[j]
+            out[cuts[i]:cuts[i + 1], cuts[j]:cuts[j + 1]] = blk
+            if i != j:  # symmetric: the block below the diagonal is this one transposed
+                out[cuts[j]:cuts[j + 1], cuts[i]:cuts[i + 1]] = blk.t()
+    return out
+
+
+@torch.no_grad()
+def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Sequence[Tensor], kwargs: dict[str, Any],
+                on_group: GroupFn) -> list[Tensor]:
+    """Run the block once over every input, stopping all of them at each group to quantize it; return the outputs.
+
+    Each input runs in its own thread (one intra-op thread each, so the inputs, not the matmuls,
+    share the cores; at most cores + 1 of them compute at once). When a group's first layer is
+    reached, the thread adds x^T x of its input to the group's sum and waits; once every input has arrived, `on_group(index, sum x^T x,
+    tokens)` runs on the calling thread and must write the group's quantized weights into its
+    layers, and the inputs go on through them. So each group sees inputs that already went
+    through the block's quantized earlier groups (true-sequential) in one forward per block,
+    instead of one partial forward per group plus one to propagate. An input that never reaches
+    a group (a layer it skips) arrives empty; one that reaches a layer after its group was
+    quantized without it (layers run in an order that differs by input) is an error. A failure
+    anywhere stops every thread and is raised.
+    """
+    leads = {g[0]: i for i, g in enumerate(groups)}
+    lin = linears_of(block)
+    n = len(inputs)
+    gate = threading.Barrier(n + 1)
+    lock = threading.Lock()
+    sums: list[Tensor | None] = [None] * len(groups)
+    tokens = [0] * len(groups)
+    outputs: list[Tensor | None] = [None] * n
+    errors: list[BaseException] = []
+    local = threading.local()
+    # one more input computing than there are intra-op threads: enough to fill the cores, few
+    # enough that their working sets stay in cache (the others wait their turn, or at the barrier)
+    running = threading.Semaphore(torch.get_num_threads() + 1)
+
+    def arrive(gi: int, x: Tensor | None) -> None:
+        if x is not None:
+            xtx = gram(x).double()  # float32 per input, summed across inputs in float64
+            with lock:
+                sums[gi] = xtx if sums[gi] is None else sums[gi].add_(xtx)
+                tokens[gi] += x.shape[0]
+        running.release()
+        local.held = False
+        gate.wait()  # every input has arrived: the caller quantizes the group
+        gate.wait()  # the group is quantized: go on through it
+        running.acquire()
+        local.held = True
+
+    def hook(_m: nn.Module, a: tuple, gi: int) -> None:
+        if gi < local.next:
+            if gi in local.skipped:  # its group was quantized without this input: the order differs by input
+                raise ValueError(f"layer {groups[gi][0]!r} was reached after {groups[local.next - 1][0]!r} by one "
+                                 f"input but before it by another (routed layers?); quantize this block with the "
+                                 f"Hessians of its unquantized forward (e.g. GPTQ(true_sequential=False))")
+            return  # a layer called again after its group was quantized
+        for skipped in range(local.next, gi):
+            local.skipped.add(skipped)
+            arrive(skipped, None)
+        local.next = gi + 1
+        arrive(gi, a[0].reshape(-1, a[0].shape[-1]).float())
+
+    def work(i: int) -> None:
+        torch.set_num_threads(1)
+        local.next, local.skipped = 0, set()
+        running.acquire()
+        local.held = True
+        try:
+            with torch.no_grad():  # grad mode is per thread
+                outputs[i] = run_block(block, inputs[i], kwargs)
+            for rest in range(local.next, len(groups)):
+                arrive(rest, None)
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+            errors.append(e)
+            gate.abort()
+        finally:
+            if local.held:
+                running.release()
+
+    hooks = [lin[name].register_forward_pre_hook(lambda m, a, gi=gi: hook(m, a, gi)) for name, gi in leads.items()]
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for gi in range(len(groups)):
+            gate.wait()
+            h, sums[gi] = sums[gi], None
+            on_group(gi, torch.zeros(0) if h is None else h.float(), tokens[gi])
+            gate.wait()
+    except threading.BrokenBarrierError:
+        pass
+    except BaseException:
+        gate.abort()
+        raise
+    finally:
+        for t in threads:
+            t.join()
+        for hk in hooks:
+            hk.remove()
+    if errors:
+        raise errors[0]
+    return outputs  # type: ignore[return-value]  # every thread finished without error, so all are set
 
 
 def quantized_layer(layer: nn.Module, codes: Tensor, scales: Tensor, zeros: Tensor, cfg: QuantConfig) -> QuantLinear:

@@ -1,0 +1,123 @@
+"""A membership probe over planted records: code lengths, membership-inference AUC, and what one row carries.
+
+Each planted record (a member) gets `twins` copies that differ only in the secret: a fresh id
+of the same format that was never planted (non-members). Everything before the secret is the
+same text, so every difference between a member and its twins is about which id was planted.
+
+- **Code length** of a record: the bits the model needs for its tokens from the secret on,
+  sum of -log2 p(token | earlier tokens).
+- **MIA AUC** (the loss attack of Yeom et al.): the probability that a member has a shorter
+  code than a non-member (ties count half). 0.5 = membership cannot be told; 1.0 = always.
+- **Row effects** (the sensitive classifier's two criteria, SEEDS.md §3), for one weight row
+  quantized alone, everything else as it was:
+  - encoding entropy: |sum over records of (the member's code-length change minus the mean
+    change of its twins)| in bits, i.e. how many bits of "which id was planted" depend on
+    the row's exact value (the part of the change that a fresh id in the same record does
+    not also see);
+  - MIA dAUC: the AUC before minus the AUC after.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class MembershipProbe:
+    """Members and their twins as one right-padded batch, with the token positions that are scored."""
+
+    ids: Tensor  # (members * (1 + twins), T): members first, then each member's twins in order
+    scored: Tensor  # bool (same rows, T - 1): which next-token predictions count
+    members: int
+    twins: int
+
+    @classmethod
+    def from_secrets(cls, tokenizer: Any, secrets: Sequence[Any], twins: int = 3, seed: int = 2) -> MembershipProbe:
+        """Build the probe from planted records (objects with .prefix, .secret, .suffix); twins get fresh P##### ids."""
+        if not secrets:
+            raise ValueError("the probe needs at least one planted record")
+        if twins < 1:
+            raise ValueError(f"each record needs at least one twin to compare with, got twins={twins}")
+        rng = random.Random(seed)
+        taken = {s.secret for s in secrets}
+        fresh: list[list[str]] = []
+        for _ in secrets:
+            ids: list[str] = []
+            while len(ids) < twins:
+                c = f"P{rng.randrange(100000):05d}"
+                if c not in taken:
+                    taken.add(c)
+                    ids.append(c)
+            fresh.append(ids)
+        texts = [(s.prefix, s.secret + s.suffix) for s in secrets]
+        texts += [(s.prefix, f + s.suffix) for s, fs in zip(secrets, fresh, strict=True) for f in fs]
+        enc, start = [], []
+        for prefix, rest in texts:
+            enc.append(tokenizer(prefix + rest, add_special_tokens=False)["input_ids"])
+            # one token early: the prefix's last token may merge with the secret's first
+            start.append(max(len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) - 1, 1))
+        width = max(len(e) for e in enc)
+        ids_t = torch.zeros(len(enc), width, dtype=torch.long)
+        scored = torch.zeros(len(enc), width - 1, dtype=torch.bool)
+        for i, (e, s0) in enumerate(zip(enc, start, strict=True)):
+            ids_t[i, :len(e)] = torch.tensor(e)
+            scored[i, s0 - 1:len(e) - 1] = True  # prediction t is of token t + 1
+        return cls(ids_t, scored, len(secrets), twins)
+
+    @torch.no_grad()
+    def code_lengths(self, model: nn.Module, batch: int = 64) -> Tensor:
+        """Return each record's code length in bits (members first, then twins)."""
+        out = []
+        for i in range(0, self.ids.shape[0], batch):
+            ids = self.ids[i:i + batch]
+            logits = model(ids, use_cache=False).logits[:, :-1].float()
+            nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            out.append((nll * self.scored[i:i + batch]).sum(1) / math.log(2))
+        return torch.cat(out)
+
+    def auc(self, bits: Tensor) -> float:
+        """Return the loss attack's AUC: P(a member's code is shorter than a non-member's), ties half."""
+        m, t = bits[:self.members], bits[self.members:]
+        diff = t.unsqueeze(0) - m.unsqueeze(1)
+        return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+
+    def encoding_bits(self, before: Tensor, after: Tensor) -> float:
+        """Return |sum over records of (member's code-length change - mean change of its twins)| in bits."""
+        d = after - before
+        member = d[:self.members]
+        twin = d[self.members:].view(self.members, self.twins).mean(1)
+        return abs(float((member - twin).sum()))
+
+
+def _weight_data(layer: nn.Module) -> tuple[Tensor, bool]:
+    from transformers.pytorch_utils import Conv1D
+
+    return layer.weight.data, isinstance(layer, Conv1D)  # Conv1D keeps (in, out): a row is a column
+
+
+@torch.no_grad()
+def row_effects(model: nn.Module, probe: MembershipProbe, layer: nn.Module, rows: Tensor, wq: Tensor,
+                base: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Return (encoding bits, MIA dAUC) of quantizing each of `rows` alone to its row of wq (out, in)."""
+    base = probe.code_lengths(model) if base is None else base
+    auc0 = probe.auc(base)
+    data, transposed = _weight_data(layer)
+    bits, dauc = torch.zeros(rows.numel()), torch.zeros(rows.numel())
+    for k, j in enumerate(rows.tolist()):
+        view = data[:, j] if transposed else data[j]
+        saved = view.clone()
+        view.copy_(wq[j].to(view.dtype))
+        try:
+            after = probe.code_lengths(model)
+        finally:
+            view.copy_(saved)  # the model comes back exactly as it was, on errors too
+        bits[k] = probe.encoding_bits(base, after)
+        dauc[k] = auc0 - probe.auc(after)
+    return bits, dauc

@@ -1,0 +1,74 @@
+"""The membership probe: padded records, code lengths, MIA AUC, encoding bits, and one row's effects."""
+
+import math
+
+import pytest
+import torch
+
+from mdq_geoquant.privacy import make_secrets
+from mdq_geoquant.probe import MembershipProbe, row_effects
+from mdq_quantkit.models import tiny_gpt2, tiny_llama
+
+
+def test_twins_differ_only_in_a_fresh_id(char_tok):
+    secrets = make_secrets(3)
+    p = MembershipProbe.from_secrets(char_tok, secrets, twins=2)
+    assert p.ids.shape[0] == 3 * 3 and (p.members, p.twins) == (3, 2)
+    texts = ["".join(chr(int(i)) for i in row if int(i)) for row in p.ids]
+    twins = texts[3:]
+    assert texts[:3] == [s.text for s in secrets]
+    assert all(t.startswith(secrets[i // 2].prefix) and t.endswith(secrets[i // 2].suffix) for i, t in enumerate(twins))
+    assert not {t[len(secrets[i // 2].prefix):][:6] for i, t in enumerate(twins)} & {s.secret for s in secrets}
+    first = int(p.scored[0].nonzero().min())
+    assert first == len(secrets[0].prefix) - 2  # the prediction of the prefix's last character, one early
+    with pytest.raises(ValueError, match="at least one twin"):
+        MembershipProbe.from_secrets(char_tok, secrets, twins=0)
+    with pytest.raises(ValueError, match="at least one planted record"):
+        MembershipProbe.from_secrets(char_tok, [], twins=1)
+
+
+def test_code_lengths_ignore_padding(char_tok):
+    m = tiny_llama()
+    p = MembershipProbe.from_secrets(char_tok, make_secrets(3), twins=1)
+    bits = p.code_lengths(m, batch=2)
+    for i in range(p.ids.shape[0]):
+        cols = p.scored[i].nonzero().flatten()
+        ids = p.ids[i:i + 1, :int(cols.max()) + 2]  # this record alone, unpadded
+        with torch.no_grad():
+            lp = torch.log_softmax(m(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
+        assert float(bits[i]) == pytest.approx(float(-lp[cols].sum()) / math.log(2), rel=1e-4)
+
+
+def test_auc_and_encoding_bits():
+    p = MembershipProbe(torch.zeros(6, 2, dtype=torch.long), torch.ones(6, 1, dtype=torch.bool), 2, 2)
+    assert p.auc(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])) == 1.0  # members always shorter
+    assert p.auc(torch.tensor([9.0, 9.0, 1.0, 1.0, 1.0, 1.0])) == 0.0
+    assert p.auc(torch.tensor([2.0, 2.0, 2.0, 2.0, 2.0, 2.0])) == 0.5
+    before = torch.zeros(6)
+    after = torch.tensor([3.0, 1.0, 1.0, 2.0, 0.0, 0.0])  # member 0 +3 vs twins +1.5; member 1 +1 vs 0
+    assert p.encoding_bits(before, after) == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("make,name", [(tiny_llama, "model.layers.0.mlp.down_proj"), (tiny_gpt2, "transformer.h.0.mlp.c_proj")])
+def test_row_effects_measure_one_row_and_restore_it(char_tok, make, name):
+    m = make()
+    p = MembershipProbe.from_secrets(char_tok, make_secrets(2), twins=2)
+    layer = m.get_submodule(name)
+    from mdq_geoquant.md import weight
+
+    w = weight(layer)
+    saved = layer.weight.detach().clone()
+    wq = w.clone()
+    wq[3] += 0.5
+    bits, dauc = row_effects(m, p, layer, torch.tensor([1, 3]), wq)
+    assert torch.equal(layer.weight, saved)
+    assert float(bits[0]) == 0 and float(dauc[0]) == 0  # row 1 unchanged in wq
+    base = p.code_lengths(m)
+    with torch.no_grad():
+        if name.startswith("transformer"):
+            layer.weight[:, 3] = wq[3]
+        else:
+            layer.weight[3] = wq[3]
+    after = p.code_lengths(m)
+    assert float(bits[1]) == pytest.approx(p.encoding_bits(base, after), rel=1e-4, abs=1e-5)
+    assert float(dauc[1]) == pytest.approx(p.auc(base) - p.auc(after))
