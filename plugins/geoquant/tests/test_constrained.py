@@ -53,3 +53,21 @@ def test_outliers_in_an_unknown_layer_are_refused():
     m = tiny_llama()
     with pytest.raises(ValueError, match="does not have"):
         MDConstrained(RTN(), m, Outliers(functional={"model.layers.9.mlp.up_proj": torch.tensor([0])}))
+
+
+def test_over_gptq_outputs_are_reused_only_where_no_row_was_constrained():
+    from mdq_gptq.gptq import GPTQ
+    from mdq_quantkit.layerwise import blocks_of, capture
+
+    samples = [torch.randint(0, 256, (1, 32), generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    m1, m, plain = tiny_llama(), tiny_llama(), tiny_llama()
+    wrapper = MDConstrained(GPTQ(), m1, Outliers(sensitive={LAYER: torch.tensor([10, 11])}), block_size=64, k=8)
+    _, blocks = blocks_of(m1)
+    inputs, kw = capture(m1, samples[:2])
+    _stats, outputs = wrapper.quantize_block_forward(blocks[0], inputs, kw, QuantConfig(4, 32))
+    assert outputs is not None and len(outputs) == 2  # block 0 has no outlier rows: GPTQ's own outputs
+    assert wrapper.quantize_block_forward(blocks[1], outputs, kw, QuantConfig(4, 32))[1] is None  # constrained
+    quantize_model(m, QuantConfig(4, 32), MDConstrained(GPTQ(), m, Outliers()), samples)
+    quantize_model(plain, QuantConfig(4, 32), GPTQ(), samples)
+    name = "model.layers.1.mlp.down_proj"  # no outliers at all: the same as plain GPTQ
+    assert torch.equal(plain.get_submodule(name).dequantized(), m.get_submodule(name).dequantized())

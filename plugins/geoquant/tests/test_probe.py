@@ -72,3 +72,31 @@ def test_row_effects_measure_one_row_and_restore_it(char_tok, make, name):
     after = p.code_lengths(m)
     assert float(bits[1]) == pytest.approx(p.encoding_bits(base, after), rel=1e-4, abs=1e-5)
     assert float(dauc[1]) == pytest.approx(p.auc(base) - p.auc(after))
+
+
+class _Capped(torch.nn.Module):
+    """A causal LM whose logits are changed after the head (as soft-capping does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_llama()
+        self.base_model = self.inner.model
+
+    def get_output_embeddings(self):
+        return self.inner.lm_head
+
+    def forward(self, ids, use_cache=False):
+        out = self.inner(ids, use_cache=use_cache)
+        out.logits = 3.0 * torch.tanh(out.logits / 3.0)
+        return out
+
+
+def test_code_lengths_take_the_full_forward_when_the_head_alone_is_not_the_logits(char_tok):
+    p = MembershipProbe.from_secrets(char_tok, make_secrets(2), twins=1)
+    m = _Capped()
+    for _ in range(2):  # the first call checks the shortcut, the second uses what it found
+        bits = p.code_lengths(m)
+        with torch.no_grad():
+            logits = m(p.ids).logits[:, :-1]
+        nll = -torch.log_softmax(logits, -1).gather(-1, p.ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        assert torch.allclose(bits, (nll * p.scored).sum(1) / math.log(2), rtol=1e-4)

@@ -55,15 +55,27 @@ class MDConstrained:
                 if n not in known:
                     raise ValueError(f"outlier rows name layer {n!r}, which this model does not have")
 
-    def quantize_block(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any], cfg: Any) -> dict[str, Any]:
-        """Quantize with the inner backend, then enforce the MD constraints on the block's outlier rows."""
-        from mdq_quantkit.layerwise import linears_of, weight_of
+    def _marked(self, block: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
+        from mdq_quantkit.layerwise import linears_of
 
         pre = self.prefix.get(id(block), "")
         marked = {n: (self.outliers.functional.get(pre + n, torch.zeros(0, dtype=torch.long)),
                       self.outliers.sensitive.get(pre + n, torch.zeros(0, dtype=torch.long)))
                   for n in linears_of(block)}
-        marked = {n: fs for n, fs in marked.items() if fs[0].numel() or fs[1].numel()}
+        return {n: fs for n, fs in marked.items() if fs[0].numel() or fs[1].numel()}
+
+    def quantize_block_forward(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any],
+                               cfg: Any) -> tuple[dict[str, Any], list[Tensor] | None]:
+        """Quantize the block; its outputs come back only when no row of it was constrained (else they are stale)."""
+        if not self._marked(block) and hasattr(self.inner, "quantize_block_forward"):
+            return self.inner.quantize_block_forward(block, inputs, kwargs, cfg)
+        return self.quantize_block(block, inputs, kwargs, cfg), None
+
+    def quantize_block(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any], cfg: Any) -> dict[str, Any]:
+        """Quantize with the inner backend, then enforce the MD constraints on the block's outlier rows."""
+        from mdq_quantkit.layerwise import weight_of
+
+        marked = self._marked(block)
         orig = {n: weight_of(block.get_submodule(n)).clone() for n in marked}
         stats = self.inner.quantize_block(block, inputs, kwargs, cfg)
         for n, (func, sens) in marked.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,10 +77,11 @@ class MembershipProbe:
         """Return each record's code length in bits (members first, then twins)."""
         out = []
         for i in range(0, self.ids.shape[0], batch):
-            ids = self.ids[i:i + batch]
-            logits = model(ids, use_cache=False).logits[:, :-1].float()
-            nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            out.append((nll * self.scored[i:i + batch]).sum(1) / math.log(2))
+            ids, scored = self.ids[i:i + batch], self.scored[i:i + batch]
+            rows = torch.arange(ids.shape[0]).unsqueeze(1).expand_as(scored)[scored]
+            logits = _scored_logits(model, ids, scored)
+            nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:][scored].unsqueeze(-1)).squeeze(-1)
+            out.append(torch.zeros(ids.shape[0], dtype=nll.dtype).index_add_(0, rows, nll) / math.log(2))
         return torch.cat(out)
 
     def auc(self, bits: Tensor) -> float:
@@ -94,6 +96,30 @@ class MembershipProbe:
         member = d[:self.members]
         twin = d[self.members:].view(self.members, self.twins).mean(1)
         return abs(float((member - twin).sum()))
+
+
+_HEAD_OK: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def _scored_logits(model: nn.Module, ids: Tensor, scored: Tensor) -> Tensor:
+    """Return float logits (k, vocab) of the scored predictions only.
+
+    The output head is applied to the scored positions alone (a few per record, where the full
+    forward would project every position onto the vocabulary), when the model's logits are
+    exactly head(base_model(ids)); that is checked against the full forward once per model,
+    and a model that changes its logits after the head (e.g. soft-capping) gets the full forward.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    base = getattr(model, "base_model", None)
+    usable = head is not None and base is not None and base is not model
+    if usable and model not in _HEAD_OK:
+        full = model(ids, use_cache=False).logits[:, :-1][scored].float()
+        short = head(base(ids, use_cache=False).last_hidden_state[:, :-1][scored]).float()
+        _HEAD_OK[model] = bool(torch.allclose(full, short, rtol=1e-4, atol=1e-4))
+        return full
+    if usable and _HEAD_OK[model]:
+        return head(base(ids, use_cache=False).last_hidden_state[:, :-1][scored]).float()
+    return model(ids, use_cache=False).logits[:, :-1][scored].float()
 
 
 def _weight_data(layer: nn.Module) -> tuple[Tensor, bool]:
