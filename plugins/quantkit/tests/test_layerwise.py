@@ -39,6 +39,13 @@ def test_stopping_early_sees_the_same_layer_inputs_and_skips_the_rest():
     assert all(torch.equal(a, b) for a, b in zip(full["self_attn.o_proj"], early["self_attn.o_proj"], strict=True))
 
 
+def _first_block():
+    m = tiny_llama()
+    _, blocks = blocks_of(m)
+    inputs, kw = capture(m, X)
+    return blocks[0], inputs, kw, sequential_groups(blocks[0], inputs[0], kw)
+
+
 def _layer_xtx(block, names, inputs, kw):
     acc = {}
     layer_inputs(block, names, inputs, kw, lambda n, x: acc.__setitem__(n, acc.get(n, 0) + x.t() @ x))
@@ -46,11 +53,7 @@ def _layer_xtx(block, names, inputs, kw):
 
 
 def test_inline_pass_outputs_and_sums_match_separate_forwards():
-    m = tiny_llama()
-    _, blocks = blocks_of(m)
-    inputs, kw = capture(m, X)
-    b = blocks[0]
-    groups = sequential_groups(b, inputs[0], kw)
+    b, inputs, kw, groups = _first_block()
     expect_out = forward_all(b, inputs, kw)
     expect = _layer_xtx(b, [g[0] for g in groups], inputs, kw)
     threads = torch.get_num_threads()
@@ -64,11 +67,7 @@ def test_inline_pass_outputs_and_sums_match_separate_forwards():
 
 
 def test_inline_pass_later_groups_see_the_earlier_groups_changes():
-    m = tiny_llama()
-    _, blocks = blocks_of(m)
-    inputs, kw = capture(m, X)
-    b = blocks[0]
-    groups = sequential_groups(b, inputs[0], kw)
+    b, inputs, kw, groups = _first_block()
     lin = linears_of(b)
     new_o = torch.randn_like(lin["self_attn.o_proj"].weight)
     got = {}

@@ -165,10 +165,10 @@ class SensitiveClassifier(_RowClassifier):
     def scores(self, model: nn.Module, probe: MembershipProbe, layers: dict[str, nn.Module],
                progress: Callable[[int, int], None] | None = None) -> SensitiveScores:
         """Screen every row, measure both criteria on the top candidates, return S_priv per layer."""
-        members = [probe.ids[i:i + 1, :int(probe.scored[i].nonzero().max()) + 2] for i in range(probe.members)]
-        twins = [probe.ids[i:i + 1, :int(probe.scored[i].nonzero().max()) + 2]
-                 for i in range(probe.members, probe.ids.shape[0])]
-        Fm, Ft = fisher_diag(model, members, layers), fisher_diag(model, twins, layers)
+        # each record without its padding: up to its last scored prediction's target
+        records = [probe.ids[i:i + 1, :int(probe.scored[i].nonzero().max()) + 2] for i in range(probe.ids.shape[0])]
+        Fm = fisher_diag(model, records[:probe.members], layers)
+        Ft = fisher_diag(model, records[probe.members:], layers)
         out = SensitiveScores()
         wq: dict[str, Tensor] = {}
         for n, m in layers.items():

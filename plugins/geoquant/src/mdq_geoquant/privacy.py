@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .classify import exposure
+from .probe import fresh_ids
 
 NAMES = ["Ana Silva", "Li Wei", "Omar Haddad", "Eva Novak", "Ravi Patel", "Mia Jensen", "Kofi Mensah", "Sara Cohen",
          "Jon Berg", "Yuki Sato", "Lena Weber", "Ivan Petrov", "Nora Quinn", "Tariq Aziz", "Zoe Martin", "Aiko Mori"]
@@ -99,12 +100,7 @@ def mean_exposure(model: nn.Module, tokenizer: Any, secrets: list[Secret], candi
     taken = {s.secret for s in secrets}
     total = 0.0
     for s in secrets:
-        cands: list[str] = []
-        while len(cands) < candidates:
-            c = f"P{rng.randrange(100000):05d}"
-            if c not in taken and c not in cands:
-                cands.append(c)
-        total += exposure(model, tokenizer, s.prefix, s.secret, cands)
+        total += exposure(model, tokenizer, s.prefix, s.secret, fresh_ids(rng, candidates, taken))
     return total / len(secrets)
 
 

@@ -30,6 +30,16 @@ import torch
 from torch import Tensor, nn
 
 
+def fresh_ids(rng: random.Random, n: int, exclude: set[str]) -> list[str]:
+    """Return n distinct random ids of the secrets' format P##### that are not in `exclude`."""
+    out: list[str] = []
+    while len(out) < n:
+        c = f"P{rng.randrange(100000):05d}"
+        if c not in exclude and c not in out:
+            out.append(c)
+    return out
+
+
 @dataclass(frozen=True)
 class MembershipProbe:
     """Members and their twins as one right-padded batch, with the token positions that are scored."""
@@ -50,13 +60,8 @@ class MembershipProbe:
         taken = {s.secret for s in secrets}
         fresh: list[list[str]] = []
         for _ in secrets:
-            ids: list[str] = []
-            while len(ids) < twins:
-                c = f"P{rng.randrange(100000):05d}"
-                if c not in taken:
-                    taken.add(c)
-                    ids.append(c)
-            fresh.append(ids)
+            fresh.append(fresh_ids(rng, twins, taken))
+            taken.update(fresh[-1])  # twins are distinct across records too
         texts = [(s.prefix, s.secret + s.suffix) for s in secrets]
         texts += [(s.prefix, f + s.suffix) for s, fs in zip(secrets, fresh, strict=True) for f in fs]
         enc, start = [], []
@@ -111,15 +116,21 @@ def _scored_logits(model: nn.Module, ids: Tensor, scored: Tensor) -> Tensor:
     """
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     base = getattr(model, "base_model", None)
-    usable = head is not None and base is not None and base is not model
-    if usable and model not in _HEAD_OK:
-        full = model(ids, use_cache=False).logits[:, :-1][scored].float()
-        short = head(base(ids, use_cache=False).last_hidden_state[:, :-1][scored]).float()
-        _HEAD_OK[model] = bool(torch.allclose(full, short, rtol=1e-4, atol=1e-4))
-        return full
-    if usable and _HEAD_OK[model]:
+
+    def full() -> Tensor:
+        return model(ids, use_cache=False).logits[:, :-1][scored].float()
+
+    if head is None or base is None or base is model:
+        return full()
+
+    def short() -> Tensor:
         return head(base(ids, use_cache=False).last_hidden_state[:, :-1][scored]).float()
-    return model(ids, use_cache=False).logits[:, :-1][scored].float()
+
+    if model not in _HEAD_OK:
+        logits = full()
+        _HEAD_OK[model] = bool(torch.allclose(logits, short(), rtol=1e-4, atol=1e-4))
+        return logits
+    return short() if _HEAD_OK[model] else full()
 
 
 def _weight_data(layer: nn.Module) -> tuple[Tensor, bool]:

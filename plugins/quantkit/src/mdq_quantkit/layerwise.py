@@ -186,9 +186,9 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
 
     Each input runs in its own thread (one intra-op thread each, so the inputs, not the matmuls,
     share the cores; at most cores + 1 of them compute at once). When a group's first layer is
-    reached, the thread adds x^T x of its input to the group's sum and waits; once every input has arrived, `on_group(index, sum x^T x,
-    tokens)` runs on the calling thread and must write the group's quantized weights into its
-    layers, and the inputs go on through them. So each group sees inputs that already went
+    reached, the thread adds x^T x of its input to the group's sum and waits; once every input
+    has arrived, `on_group(index, sum x^T x, tokens)` runs on the calling thread and must write
+    the group's quantized weights into its layers, and the inputs go on through them. So each group sees inputs that already went
     through the block's quantized earlier groups (true-sequential) in one forward per block,
     instead of one partial forward per group plus one to propagate. An input that never reaches
     a group (a layer it skips) arrives empty; one that reaches a layer after its group was
