@@ -3,16 +3,17 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import (
-    DocumentError, DuplicateCapabilityError, MdqError, PackageError, PluginError, Problem,
-    RegistrationError, UnknownCapabilityError,
+    DocumentError, DuplicateCapabilityError, LazyReferenceError, LedgerError, MdqError, PackageError, PluginError,
+    PolicyError, Problem, RegistrationError, Rejected, SignatureError, UnknownCapabilityError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import KINDS, hookimpl
 from .model import (
     ATOM_TYPES, Atom, Gate, GateResult, Idx, Kpi, Len, MdqPackage, Op, Provenance, Rollback,
     canonical_json, load_package, package_schema,
 )
+from .model.state import ControlState
 from .plugins import PluginInfo, load as load_plugins
-from .registry import KINDS, Capability, Registry
+from .registry import Capability, Registry
 
 try:
     __version__ = version("mdqcore")
@@ -20,8 +21,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "ATOM_TYPES", "Atom", "Capability", "DocumentError", "DuplicateCapabilityError", "Gate", "GateResult",
-    "Idx", "KINDS", "Kpi", "Len", "MdqError", "MdqPackage", "Op", "PackageError", "PluginError", "PluginInfo",
-    "Problem", "Provenance", "RegistrationError", "Registry", "Rollback", "UnknownCapabilityError",
-    "__version__", "canonical_json", "hookimpl", "load_package", "load_plugins", "package_schema",
+    "ATOM_TYPES", "Atom", "Capability", "ControlState", "DocumentError", "DuplicateCapabilityError", "Gate",
+    "GateResult", "Idx", "KINDS", "Kpi", "LazyReferenceError", "LedgerError", "Len", "MdqError", "MdqPackage", "Op",
+    "PackageError", "PluginError", "PluginInfo", "PolicyError", "Problem", "Provenance", "RegistrationError",
+    "Registry", "Rejected", "Rollback", "SignatureError", "UnknownCapabilityError", "__version__", "canonical_json",
+    "hookimpl", "load_package", "load_plugins", "package_schema",
 ]

@@ -1,4 +1,4 @@
-"""The kernel's own plugin ("core"): generic index features, the standard gates, the ledger backends.
+"""The kernel's own plugin ("core"): generic index features, the standard gates, the SQLite ledger.
 
 It is found through mdqcore's own entry point like any other plugin, so `MDQ_PLUGINS=` turns it
 off too and tests can load it in isolation.
@@ -67,7 +67,7 @@ def blacklist(package: MdqPackage, state: ControlState | None) -> GateResult:
 def register_index_features(register: Any) -> None:
     """Register the generic index feature families with their semirings."""
     for name, semiring in FEATURES.items():
-        register(name, name, semiring=semiring, version="1.0.0")
+        register(name, semiring=semiring, version="1.0.0")
 
 
 @hookimpl
@@ -80,14 +80,5 @@ def register_gates(register: Any) -> None:
 
 @hookimpl
 def register_ledger_backends(register: Any) -> None:
-    """Register the SQLite ledger (default) and the PostgreSQL ledger."""
-    from .ledger.sqlite import SQLiteLedger
-
-    register("sqlite", SQLiteLedger, schemes=("sqlite", "file", ""))
-    register("postgres", _postgres, schemes=("postgresql", "postgres"))
-
-
-def _postgres(url: str) -> object:
-    from .ledger.postgres import PostgresLedger  # psycopg is imported only when a postgres URL is used
-
-    return PostgresLedger(url)
+    """Register the embedded SQLite ledger (the default; other backends come from plugins)."""
+    register("sqlite", "mdqcore.ledger.sqlite:SQLiteLedger", schemes=("sqlite", "file", ""))

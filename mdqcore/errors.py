@@ -1,8 +1,9 @@
-"""Every exception the kernel raises: each says what went wrong, where, and what to do next."""
+"""Every exception the kernel raises, all under MdqError: each says what went wrong, where, and what next."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from attrs import frozen
 
@@ -20,6 +21,10 @@ class Problem:
 
 class MdqError(Exception):
     """Base class of every error raised by mdq."""
+
+
+class Invalid(MdqError, ValueError):
+    """A value of the right JSON type that breaks a rule; its message is shown verbatim at its path."""
 
 
 class DocumentError(MdqError, ValueError):
@@ -78,3 +83,57 @@ class UnknownCapabilityError(MdqError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class LazyReferenceError(PluginError):
+    """A capability's lazy "module:attr" reference does not resolve; raised on first use."""
+
+    def __init__(self, plugin: str, kind: str, name: str, ref: str, cause: str) -> None:
+        self.kind, self.name, self.ref = kind, name, ref
+        super().__init__(plugin, f"{kind} {name!r} points to {ref!r}, which does not resolve ({cause}); "
+                                 f"reinstall the plugin or fix its registration (`mdq plugins list --check`)")
+
+
+class RangeError(MdqError, ValueError):
+    """A SemVer range or version does not parse; the message points at the offending part."""
+
+
+class ResolutionImpossible(MdqError):
+    """No set of versions satisfies the requirements; `str()` explains why, step by step."""
+
+    def __init__(self, explanation: str, incompatibility: Any = None) -> None:
+        self.explanation = explanation
+        self.incompatibility = incompatibility
+        super().__init__(explanation)
+
+
+class CompatError(MdqError):
+    """A package or combination lands on a rejected cell of the compatibility matrix."""
+
+    def __init__(self, decision: Any, what: str) -> None:
+        self.decision = decision
+        super().__init__(f"{what} is rejected by the compatibility matrix:\n{decision.explain()}")
+
+
+class LedgerError(MdqError):
+    """The ledger cannot be read, written or trusted; says which entry and what to do."""
+
+
+class ConflictError(LedgerError):
+    """A compare-and-swap append lost the race: the cohort moved on since the change was planned."""
+
+
+class SignatureError(MdqError):
+    """A signature is missing, malformed, untrusted or wrong, or a trust file is unusable."""
+
+
+class PolicyError(MdqError):
+    """The operator policy refuses something, or a policy document is malformed."""
+
+
+class Rejected(MdqError):
+    """A package was refused (before staging) or rolled back (after); nothing changed."""
+
+    def __init__(self, pkg_ref: str, stage: str, reason: str) -> None:
+        self.pkg_ref, self.stage, self.reason = pkg_ref, stage, reason
+        super().__init__(f"{pkg_ref} {'rejected' if stage == 'check' else 'rolled back'} at {stage}: {reason}")

@@ -4,6 +4,12 @@ Each plugin loads as one transaction: its module is imported, registered with pl
 checks every hookimpl against its spec), then each of its hooks is called with a `register`
 callback bound to that plugin. If any step fails the plugin is marked broken with the reason,
 none of its capabilities stay registered, and the remaining plugins load as usual.
+
+The kernel's own plugin `core` always loads first, so a plugin claiming one of core's names
+(a gate "budget", a ledger backend) is the one marked broken, never the kernel.
+
+MDQ_PLUGINS limits which plugins load: a comma-separated list of entry-point names; `core`
+is implied unless the list names `-core`. Unset means every installed plugin.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import pluggy
 from attrs import define, field
 
 from . import hookspecs
-from .errors import MdqError
-from .registry import KINDS, Capability, Registry
+from .errors import MdqError, PluginError
+from .hookspecs import KINDS
+from .registry import Capability, Registry
 
 GROUP = "mdq.plugins"
 ENV = "MDQ_PLUGINS"
+CORE = "core"
 
 
 @define
@@ -36,6 +44,7 @@ class PluginInfo:
     status: str = "ok"  # "ok" or "broken"
     error: str | None = None
     capabilities: list[Capability] = field(factory=list)
+    commands: list[str] = field(factory=list)  # command names a broken plugin had registered before it failed
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary (capabilities grouped by kind)."""
@@ -57,11 +66,13 @@ def new_manager() -> pluggy.PluginManager:
 
 
 def allowed_plugins(env: dict[str, str] | None = None) -> set[str] | None:
-    """Read MDQ_PLUGINS: None means all; an empty value means none; else a comma list."""
+    """Read MDQ_PLUGINS: None means all; else the named plugins plus `core` unless `-core` is named."""
     env = os.environ if env is None else env
     if ENV not in env:
         return None
-    return {p.strip() for p in env[ENV].split(",") if p.strip()}
+    names = {p.strip() for p in env[ENV].split(",") if p.strip()}
+    excluded = {n[1:] for n in names if n.startswith("-")}
+    return ({n for n in names if not n.startswith("-")} | {CORE}) - excluded
 
 
 def _summarize(exc: BaseException) -> str:
@@ -80,8 +91,8 @@ class Loader:
         self.pm = new_manager()
 
     def load_entry_points(self, only: Iterable[str] | None = None) -> None:
-        """Load every plugin of the entry-point group, or just those named in `only`."""
-        eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
+        """Load every plugin of the entry-point group (core first), or just those named in `only`."""
+        eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: (ep.name != CORE, ep.name))
         wanted = set(only) if only is not None else None
         seen: set[str] = set()
         for ep in eps:
@@ -132,16 +143,19 @@ class Loader:
                 try:
                     impl.function(register=register)
                 except Exception as exc:  # reported by name; the kernel keeps going
-                    self.pm.unregister(obj)
-                    return self._broken(info, f"raised in hook {kind.hook}: {_summarize(exc)}")
+                    return self._fail(obj, info, pending, f"raised in hook {kind.hook}: {_summarize(exc)}")
         try:
             self.registry.add_all(pending)
         except MdqError as exc:
-            self.pm.unregister(obj)
-            return self._broken(info, str(exc))
+            return self._fail(obj, info, pending, str(exc))
         info.capabilities = pending
-        self.registry.plugins[info.name] = info
+        self.registry.add_plugin(info)
         return info
+
+    def _fail(self, obj: Any, info: PluginInfo, pending: list[Capability], reason: str) -> PluginInfo:
+        self.pm.unregister(obj)
+        info.commands = [c.name for c in pending if c.kind == "command"]
+        return self._broken(info, reason)
 
     def _unknown_hooks(self, obj: Any) -> list[str]:
         """Name the hookimpls of `obj` that match no kernel hook (a misspelt hook name)."""
@@ -157,7 +171,7 @@ class Loader:
 
     def _broken(self, info: PluginInfo, reason: str) -> PluginInfo:
         info.status, info.error, info.capabilities = "broken", reason, []
-        self.registry.plugins.setdefault(info.name, info)
+        self.registry.add_plugin(info)
         return info
 
 
@@ -175,3 +189,14 @@ def load(only: Iterable[str] | None = None, *, extra: Sequence[tuple[str, Any]] 
 def broken(registry: Registry) -> list[PluginInfo]:
     """Return the plugins that failed to load."""
     return [p for p in registry.plugins.values() if p.status != "ok"]
+
+
+def check_references(registry: Registry) -> list[PluginError]:
+    """Resolve every lazy reference now; return the ones that fail (for `mdq plugins list --check`)."""
+    failures = []
+    for cap in registry:
+        try:
+            cap.obj  # noqa: B018 - resolving is the point
+        except PluginError as exc:
+            failures.append(exc)
+    return failures

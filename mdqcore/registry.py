@@ -3,93 +3,109 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from attrs import field, frozen
+from attrs import define, field
 
-from .errors import DuplicateCapabilityError, RegistrationError, UnknownCapabilityError
+from .errors import DuplicateCapabilityError, LazyReferenceError, RegistrationError, UnknownCapabilityError
+from .hookspecs import KINDS, Kind
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
-def _check_params(meta: Mapping[str, Any]) -> dict[str, Any]:
-    params = meta.get("params")
-    if not isinstance(params, Mapping) or not params:
-        raise RegistrationError("an operator needs params={'name': (lo, hi), ...} (admissible intervals)")
-    clean: dict[str, tuple[float, float]] = {}
-    for pname, interval in params.items():
+def _check_value(where: str, tp: Any, value: Any) -> Any:
+    """Check one metadata value against its declared type; return it normalized (tuples for sequences)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise RegistrationError(f"{where} must be a {tp.__name__}, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RegistrationError(f"{where} must be a finite number, got {value!r}")
+        return float(value)
+    if origin is typing.Literal:
+        if value not in args:
+            raise RegistrationError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is tuple:  # an interval (lo, hi)
         try:
-            lo, hi = (float(v) for v in interval)
+            lo, hi = (float(v) for v in value)
         except (TypeError, ValueError):
-            raise RegistrationError(f"params[{pname!r}] must be a (lo, hi) pair of numbers, got {interval!r}") from None
+            raise RegistrationError(f"{where} must be a (lo, hi) pair of numbers, got {value!r}") from None
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-            raise RegistrationError(f"params[{pname!r}] = {interval!r} is not a finite interval with lo <= hi")
-        clean[str(pname)] = (lo, hi)
-    return {**meta, "params": clean}
+            raise RegistrationError(f"{where} = {value!r} is not a finite interval with lo <= hi")
+        return (lo, hi)
+    if origin is Sequence or origin is typing.get_origin(Sequence[str]):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+            raise RegistrationError(f"{where} must be a tuple of strings, got {value!r}")
+        return tuple(_check_value(f"{where}[{i}]", args[0], v) for i, v in enumerate(value))
+    if origin is Mapping or origin is typing.get_origin(Mapping[str, str]):
+        if not isinstance(value, Mapping):
+            raise RegistrationError(f"{where} must be a mapping, got {value!r}")
+        return {str(k): _check_value(f"{where}[{k!r}]", args[1], v) for k, v in value.items()}
+    raise TypeError(f"no metadata check for {tp!r}")  # pragma: no cover - a kernel bug, not a plugin's
 
 
-def _optional_params(meta: Mapping[str, Any]) -> dict[str, Any]:
-    return _check_params(meta) if "params" in meta else dict(meta)
+def check_meta(kind: Kind, name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Check `register(...)` metadata against the kind's TypedDict: known keys, right types, required present."""
+    hints = typing.get_type_hints(kind.meta)
+    unknown = sorted(set(meta) - set(hints))
+    if unknown:
+        accepted = ", ".join(sorted(hints)) or "none"
+        raise RegistrationError(f"{kind.name} {name!r}: unknown metadata {', '.join(map(repr, unknown))} "
+                                f"({kind.name} registrations accept: {accepted})")
+    missing = sorted(kind.meta.__required_keys__ - set(meta))
+    if missing:
+        raise RegistrationError(f"{kind.name} {name!r} needs {', '.join(f'{k}=' for k in missing)} "
+                                f"(see the {kind.hook} hook's docstring)")
+    out = {k: _check_value(f"{kind.name} {name!r}: {k}", hints[k], v) for k, v in meta.items()}
+    if kind.name == "operator" and not out["params"]:
+        raise RegistrationError(f"operator {name!r} needs params={{'name': (lo, hi), ...}} (admissible intervals)")
+    return out
 
 
-def _check_semiring(meta: Mapping[str, Any]) -> dict[str, Any]:
-    if meta.get("semiring") not in ("sum", "max"):
-        raise RegistrationError(f"an index feature needs semiring='sum' or 'max', got {meta.get('semiring')!r}")
-    return dict(meta)
-
-
-def _check_schemes(meta: Mapping[str, Any]) -> dict[str, Any]:
-    schemes = meta.get("schemes", ())
-    if isinstance(schemes, str) or not all(isinstance(s, str) for s in schemes):
-        raise RegistrationError(f"schemes must be a tuple of URL schemes, got {schemes!r}")
-    return {**meta, "schemes": tuple(schemes)}
-
-
-def _any(meta: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(meta)
-
-
-@frozen
-class Kind:
-    """One capability kind: the hook that fills it and how its metadata is checked."""
-
-    name: str
-    hook: str
-    check_meta: Callable[[Mapping[str, Any]], dict[str, Any]] = _any
-
-
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind("operator", "register_operators", _check_params),
-        Kind("length_policy", "register_length_policies", _optional_params),
-        Kind("index_feature", "register_index_features", _check_semiring),
-        Kind("gate", "register_gates", _optional_params),
-        Kind("evaluator", "register_evaluators"),
-        Kind("quantizer", "register_quantizers"),
-        Kind("outlier_classifier", "register_outlier_classifiers"),
-        Kind("moe_projector", "register_moe_projectors"),
-        Kind("compat_rule", "register_compat_rules"),
-        Kind("command", "register_commands"),
-        Kind("ledger_backend", "register_ledger_backends", _check_schemes),
-    )
-}
-
-
-@frozen
+@define(eq=False)
 class Capability:
-    """A registered capability: what it is, who gave it, at which version."""
+    """A registered capability: what it is, who gave it, at which version; `obj` resolves a lazy reference."""
 
     kind: str
     name: str
-    obj: Any = field(repr=False)
+    ref: Any = field(repr=False)  # the object itself, or "module:attr" imported on first use
     plugin: str
     distribution: str | None
     version: str | None
     meta: Mapping[str, Any] = field(factory=dict, repr=False)
+    _obj: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def lazy(self) -> bool:
+        """Tell whether the capability is given as a "module:attr" reference."""
+        return isinstance(self.ref, str) and _REF.fullmatch(self.ref) is not None
+
+    @property
+    def obj(self) -> Any:
+        """Return the capability object, importing a lazy reference on first use."""
+        if self._obj is None:
+            self._obj = self._resolve() if self.lazy else self.ref
+        return self._obj
+
+    def _resolve(self) -> Any:
+        module, _, attr = self.ref.partition(":")
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # reported naming plugin, capability and reference
+            raise LazyReferenceError(self.plugin, self.kind, self.name, self.ref,
+                                     f"{type(exc).__name__}: {exc}") from None
+        return obj
 
     @property
     def origin(self) -> str:
@@ -99,33 +115,32 @@ class Capability:
 
 
 class Registry:
-    """Capabilities by kind and name; filled by the plugin loader, read by everything else."""
+    """Capabilities by kind and name, and the plugins they came from; filled by the plugin loader."""
 
     def __init__(self) -> None:
         self._caps: dict[tuple[str, str], Capability] = {}
-        self.plugins: dict[str, Any] = {}  # name -> PluginInfo, filled by mdqcore.plugins
+        self.plugins: dict[str, Any] = {}  # name -> mdqcore.plugins.PluginInfo
 
-    def make_capability(
-        self, kind: str, name: Any, obj: Any, *, plugin: str, distribution: str | None,
-        version: str | None, meta: Mapping[str, Any],
-    ) -> Capability:
+    def make_capability(self, kind: str, name: Any, obj: Any, *, plugin: str, distribution: str | None,
+                        version: str | None, meta: Mapping[str, Any]) -> Capability:
         """Check one `register(...)` call and return the capability it describes (not yet added)."""
         if kind not in KINDS:
             raise RegistrationError(f"unknown capability kind {kind!r} (kinds: {', '.join(KINDS)})")
-        if not isinstance(name, str) or not _NAME.match(name):
+        k = KINDS[kind]
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise RegistrationError(
                 f"{kind} name {name!r} is not valid: use letters, digits, '_', '.', '-' and start with a letter or digit"
             )
-        if obj is None:
-            raise RegistrationError(f"{kind} {name!r}: register(name, obj) needs an object, got None")
-        return Capability(kind, name, obj, plugin, distribution, version, KINDS[kind].check_meta(meta))
+        if obj is None and k.needs_obj:
+            raise RegistrationError(f"{kind} {name!r}: register(name, obj) needs an object, got None "
+                                    f"(a {kind} is {k.obj}; give it or a 'module:attr' reference)")
+        if isinstance(obj, str) and k.needs_obj and not _REF.fullmatch(obj):
+            raise RegistrationError(f"{kind} {name!r}: {obj!r} is not a lazy reference; write 'package.module:attr'")
+        return Capability(kind, name, obj, plugin, distribution, version, check_meta(k, name, meta))
 
-    def add(self, cap: Capability) -> None:
-        """Add one capability; a second one with the same kind and name is an error naming both."""
-        key = (cap.kind, cap.name)
-        if key in self._caps:
-            raise DuplicateCapabilityError(cap.kind, cap.name, self._caps[key].origin, cap.origin)
-        self._caps[key] = cap
+    def add_plugin(self, info: Any) -> None:
+        """Record a plugin (loaded or broken) under its name; the first record of a name stays."""
+        self.plugins.setdefault(info.name, info)
 
     def add_all(self, caps: list[Capability]) -> None:
         """Add several capabilities at once: all of them, or none if any clashes."""
@@ -137,6 +152,10 @@ class Registry:
                 raise DuplicateCapabilityError(cap.kind, cap.name, prior.origin, cap.origin)
             seen[key] = cap
         self._caps.update(seen)
+
+    def add(self, cap: Capability) -> None:
+        """Add one capability; a second one with the same kind and name is an error naming both."""
+        self.add_all([cap])
 
     def get(self, kind: str, name: str) -> Capability:
         """Return the capability of this kind and name, or raise naming what is available."""
@@ -174,3 +193,6 @@ class Registry:
 
     def __contains__(self, key: object) -> bool:
         return key in self._caps
+
+
+__all__ = ["Capability", "KINDS", "Registry", "check_meta"]

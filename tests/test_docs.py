@@ -31,7 +31,7 @@ def test_tutorial_plugin_builds_loads_and_its_test_passes(tmp_path, monkeypatch)
     try:
         reg = mdqcore.load_plugins(only=["hello"])
         assert reg.plugins["hello"].status == "ok", reg.plugins["hello"].error
-        assert reg.names("command") == ["hello"] and reg.names("gate") == ["blacklist"]
+        assert reg.names("command") == ["hello"] and reg.names("gate") == ["hello-blacklist"]
         # the tutorial's own test, run by pytest in a child process as the reader would
         env_path = f"{tmp_path / 'src'}"
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "tests")],

@@ -174,7 +174,7 @@ def test_cohorts_are_separate_gray_groups(rt, ledger):
 
 def test_signatures_under_a_trust_policy(core_registry, ledger, tmp_path):
     key_path, pub = generate(tmp_path / "keys")
-    policy = TrustPolicy.load(tmp_path / "trust.json")
+    policy = TrustPolicy.load_default(tmp_path / "trust.json")
     policy.trust(pub)
     rt = Runtime(core_registry, ledger, trust=TrustPolicy.load(tmp_path / "trust.json"))
     with pytest.raises(Rejected, match="unsigned"):

@@ -15,10 +15,10 @@ def test_good_plugin_is_found_with_distribution_and_version(make_dist):
     reg = mdqcore.load_plugins(only=["good"])
     info = reg.plugins["good"]
     assert (info.status, info.distribution, info.version) == ("ok", "mdq-good", "2.3.4")
-    cap = reg.get("gate", "legal")
+    cap = reg.get("gate", "good-gate")
     assert (cap.plugin, cap.distribution, cap.version) == ("good", "mdq-good", "2.3.4")
-    assert reg.get("index_feature", "idf").meta["semiring"] == "max"
-    assert info.as_dict()["capabilities"] == {"gate": ["legal"], "index_feature": ["idf"]}
+    assert reg.get("index_feature", "good-feature").meta["semiring"] == "max"
+    assert info.as_dict()["capabilities"] == {"gate": ["good-gate"], "index_feature": ["good-feature"]}
 
 
 def test_capability_may_carry_its_own_version(make_dist):
@@ -88,9 +88,24 @@ def test_duplicate_capability_names_both_plugins(make_dist):
     reg = mdqcore.load_plugins(only=["alpha", "beta"])
     assert reg.plugins["alpha"].status == "ok"
     err = reg.plugins["beta"].error
-    assert "index_feature 'idf' is registered twice" in err  # kinds load in KINDS order
+    assert "index_feature 'good-feature' is registered twice" in err  # kinds load in KINDS order
     assert "plugin 'alpha' (mdq-alpha 1.0.0)" in err and "plugin 'beta' (mdq-beta 1.0.0)" in err
-    assert reg.get("gate", "legal").plugin == "alpha"
+    assert reg.get("gate", "good-gate").plugin == "alpha"
+
+
+def test_a_plugin_claiming_a_core_name_is_the_broken_one(make_dist, monkeypatch):
+    # issue #16: a third-party gate named "budget" used to mark core broken, taking every ledger command down
+    make_dist("acme", """
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_gates(register):
+            register("budget", lambda pkg, state: mdqcore.GateResult.passed())
+    """)
+    monkeypatch.setenv("MDQ_PLUGINS", "acme")
+    reg = mdqcore.load_plugins()
+    assert reg.plugins["core"].status == "ok" and reg.get("gate", "budget").plugin == "core"
+    assert reg.plugins["acme"].status == "broken" and "gate 'budget' is registered twice" in reg.plugins["acme"].error
+    assert reg.names("ledger_backend") == ["sqlite"]  # MDQ_PLUGINS=acme keeps the kernel's own capabilities
 
 
 @pytest.mark.parametrize("target, fragment", [
@@ -104,10 +119,13 @@ def test_entry_point_pointing_nowhere(make_dist, target, fragment):
 
 
 @pytest.mark.parametrize("source, fragment", [
-    ("register('op', object())", "an operator needs params="),
+    ("register('op', object())", "operator 'op' needs params="),
     ("register('op', object(), params={'x': (1, 0)})", "is not a finite interval with lo <= hi"),
     ("register('has space', object(), params={'x': (0, 1)})", "is not valid"),
     ("register('op')", "needs an object, got None"),
+    ("register('op', 'not a reference', params={'x': (0, 1)})", "is not a lazy reference"),
+    ("register('op', object(), params={'x': (0, 1)}, calibration=True)", "unknown metadata 'calibration'"),
+    ("register('op', object(), params={'x': (0, 1)}, defaults={'x': 'high'})", "must be a finite number"),
 ])
 def test_bad_registration_is_reported(make_dist, source, fragment):
     make_dist("badreg", f"""
@@ -125,18 +143,19 @@ def test_index_feature_needs_a_semiring(make_dist):
         import mdqcore
         @mdqcore.hookimpl
         def register_index_features(register):
-            register("idf", object(), semiring="product")
+            register("idf", semiring="product")
     """)
-    assert "semiring='sum' or 'max'" in mdqcore.load_plugins(only=["nosemiring"]).plugins["nosemiring"].error
+    assert "semiring must be one of 'sum', 'max'" in mdqcore.load_plugins(only=["nosemiring"]).plugins["nosemiring"].error
 
 
 def test_mdq_plugins_env_selects(make_dist, monkeypatch):
     make_dist("good", GOOD_PLUGIN)
     monkeypatch.setenv("MDQ_PLUGINS", "")
-    assert allowed_plugins() == set()
-    assert mdqcore.load_plugins().plugins == {}
+    assert allowed_plugins() == {"core"}  # the kernel's own plugin is implied ...
+    monkeypatch.setenv("MDQ_PLUGINS", "-core")
+    assert allowed_plugins() == set() and mdqcore.load_plugins().plugins == {}  # ... unless excluded
     monkeypatch.setenv("MDQ_PLUGINS", " good , ")
-    assert set(mdqcore.load_plugins().plugins) == {"good"}
+    assert set(mdqcore.load_plugins().plugins) == {"core", "good"}
     monkeypatch.setenv("MDQ_PLUGINS", "good,missing")
     reg = mdqcore.load_plugins()
     assert reg.plugins["missing"].status == "broken"
@@ -154,3 +173,36 @@ def test_extra_objects_load_without_entry_points():
     reg = mdqcore.load_plugins(extra=[("inline", Plugin())], entry_points=False)
     assert reg.names("evaluator") == ["coverage"]
     assert reg.get("evaluator", "coverage").distribution is None
+
+
+def test_lazy_reference_imports_on_first_use_and_names_the_culprit(make_dist):
+    make_dist("lazy", """
+        import mdqcore
+        @mdqcore.hookimpl
+        def register_gates(register):
+            register("fine", "json:dumps")
+            register("dangling", "mdqtest_nowhere.gates:check")
+    """)
+    reg = mdqcore.load_plugins(only=["lazy"])
+    assert reg.plugins["lazy"].status == "ok"  # nothing is imported while registering
+    import json
+    assert reg.get("gate", "fine").obj is json.dumps
+    with pytest.raises(mdqcore.LazyReferenceError) as exc:
+        reg.get("gate", "dangling").obj
+    msg = str(exc.value)
+    assert "plugin 'lazy'" in msg and "gate 'dangling'" in msg and "'mdqtest_nowhere.gates:check'" in msg
+    from mdqcore.plugins import check_references
+    assert [e.name for e in check_references(reg)] == ["dangling"]
+
+
+def test_first_party_plugins_register_without_heavy_imports():
+    # issue #18: `mdq --help` took 3.7 s because a plugin imported torch while registering
+    import subprocess
+    import sys
+
+    code = ("import sys, mdqcore; reg = mdqcore.load_plugins(); "
+            "bad = [p.name for p in reg.plugins.values() if p.status != 'ok']; "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'numpy', 'sklearn', "
+            "'matplotlib', 'scipy', 'psycopg', 'triton', 'safetensors'}); print(bad, heavy, len(reg.plugins))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("] ")
+    assert out[0] == "[" and out[1] == "[" and int(out[2]) >= 8, out

@@ -66,7 +66,7 @@ def test_add_all_catches_duplicates_within_the_batch():
     ("gate", 3, {}, "is not valid"),
     ("operator", "L", {"params": {"t": ("a", 1)}}, "pair of numbers"),
     ("operator", "L", {"params": {"t": (0, float("inf"))}}, "finite interval"),
-    ("ledger_backend", "sqlite", {"schemes": "sqlite"}, "tuple of URL schemes"),
+    ("ledger_backend", "sqlite", {"schemes": "sqlite"}, "tuple of strings"),
 ])
 def test_bad_registrations(kind, name, meta, fragment):
     with pytest.raises(RegistrationError, match=fragment):

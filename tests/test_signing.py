@@ -16,7 +16,7 @@ def _pkg():
 
 def test_sign_verify_and_tamper(tmp_path):
     key, pub = generate(tmp_path)
-    pol = TrustPolicy.load(tmp_path / "trust.json")
+    pol = TrustPolicy.load_default(tmp_path / "trust.json")  # the default file, absent: no trusted key
     assert not pol.enforced
     pol.check(_pkg())  # no policy: anything goes
     pol.trust(pub)
@@ -35,8 +35,29 @@ def test_bad_keys_and_policies(tmp_path):
     with pytest.raises(SignatureError, match="not an ed25519 public key"):
         load_public("not-base64!")
     (tmp_path / "p.json").write_text("{bad")
-    with pytest.raises(SignatureError, match="unreadable"):
+    with pytest.raises(SignatureError, match="is not JSON"):
         TrustPolicy.load(tmp_path / "p.json")
     (tmp_path / "k.pem").write_text("nope")
     with pytest.raises(SignatureError, match="cannot read private key"):
         load_private(tmp_path / "k.pem")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "a trust file that is named must exist"),
+    ('{"trusted": []}', "trusts no key"),
+    ('{"trustd": ["x"]}', "unknown key(s): 'trustd'"),
+    ('["x"]', "must be exactly"),
+    ('{"trusted": [5]}', "is not a base64 public key string"),
+    ("", "is not JSON"),
+])
+def test_a_named_trust_file_fails_closed(tmp_path, content, fragment):
+    # issue #16: a missing, empty or misspelt trust file used to turn signature checks off silently
+    f = tmp_path / "trust.json"
+    if content is not None:
+        f.write_text(content)
+    with pytest.raises(SignatureError) as exc:
+        TrustPolicy.load(f)
+    assert fragment in str(exc.value)
+    if content is not None:  # the default location is read just as strictly when the file exists
+        with pytest.raises(SignatureError):
+            TrustPolicy.load_default(f)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 from attrs import field, frozen
 
-from ..errors import MdqError
+from ..errors import LedgerError
 from ..gcpause import gc_paused
 from ..model.state import ControlState
 
@@ -24,10 +24,6 @@ KINDS = ("base", "received", "rejected", "staged", "shadow_passed", "shadow_fail
          "promoted", "rolled_back")
 STATE_CHANGING = frozenset({"base", "promoted", "rolled_back"})
 GENESIS = "0" * 64
-
-
-class LedgerError(MdqError):
-    """The ledger cannot be read, written or trusted; says which entry and what to do."""
 
 
 @frozen

@@ -3,6 +3,9 @@
 Appends run in `BEGIN IMMEDIATE` transactions, so several processes may share one file: the
 write lock serializes them and each append reads the head it chains onto inside its own
 transaction. A crash before COMMIT leaves no trace; after it, the event is on disk.
+
+Readers open the file read-only (`mode=ro`, or `immutable=1` on a read-only filesystem where
+SQLite cannot create its shared-memory file): they never create, change or lock it for writing.
 """
 
 from __future__ import annotations
@@ -10,87 +13,100 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from .base import GENESIS, Event, LedgerError, event_from_row, make_event, now_ts
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    ts TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    cohort TEXT NOT NULL,
-    package TEXT,
-    version TEXT,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_package ON events(package);
-"""
+from ..errors import LedgerError
+from .sql import SQLLedger, schema
 
 
-class SQLiteLedger:
+def _say(path: Path, exc: BaseException) -> str:
+    """Turn an sqlite3 error into one line: what, where, what to do."""
+    msg = str(exc)
+    if "disk is full" in msg or "database or disk is full" in msg:
+        return f"ledger {path}: the disk is full; nothing was written. Free space, then retry"
+    if "readonly" in msg or "read-only" in msg:
+        return f"ledger {path}: cannot write (read-only file or filesystem); writers need write access"
+    if "locked" in msg or "busy" in msg:
+        return f"ledger {path}: locked by another writer for too long; retry when it has finished"
+    if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
+        return f"ledger {path}: not a readable SQLite ledger ({msg}); restore it from a copy"
+    return f"ledger {path}: {msg}; check the path and permissions, or choose another with --ledger / MDQ_LEDGER"
+
+
+class SQLiteLedger(SQLLedger):
     """A ledger in one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}; check the path and permissions, "
-                              f"or choose another with --ledger / MDQ_LEDGER") from None
+        self.readonly = readonly
         self._lock = threading.Lock()
+        try:
+            self._db = self._open_readonly() if readonly else self._open_writer()
+        except sqlite3.Error as exc:
+            raise LedgerError(_say(self.path, exc)) from None
+        except OSError as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}; check the path and permissions, "
+                              f"or choose another with --ledger / MDQ_LEDGER") from None
 
-    def append(self, kind: str, *, cohort: str, package: str | None = None, version: str | None = None,
-               actor: str, reason: str = "", payload: dict[str, Any] | None = None) -> Event:
-        """Append one event in its own write transaction."""
+    def _open_writer(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise LedgerError(f"ledger {self.path} is a directory, not a ledger file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        for stmt in schema(self.table):
+            db.execute(stmt)
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise LedgerError(f"no ledger at {self.path} (nothing was created); check --ledger / MDQ_LEDGER")
+        if self.path.is_dir():
+            raise LedgerError(f"ledger {self.path} is a directory, not a ledger file")
+        if self.path.stat().st_size == 0:
+            raise LedgerError(f"ledger {self.path} is an empty file, not an mdq ledger")
+        uri = f"file:{quote(str(self.path.resolve()))}"
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:  # a read-only filesystem: no -shm file can be made, nobody can write
+            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if self.table not in tables:
+            db.close()
+            raise LedgerError(f"{self.path} is an SQLite file but not an mdq ledger (no {self.table!r} table)")
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if self.readonly:
+            raise LedgerError(f"ledger {self.path} was opened read-only")
         with self._lock:
             cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             try:
-                row = cur.execute("SELECT seq, hash, ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev, last_ts = (row[0] + 1, row[1], row[2]) if row else (1, GENESIS, "")
-                ts = max(now_ts(), last_ts)  # replay-at-T needs time to follow the sequence
-                ev = make_event(seq, prev, ts, kind, cohort, package, version, actor, reason, payload or {})
-                cur.execute("INSERT INTO events(seq, ts, kind, cohort, package, version, body, prev_hash, hash) "
-                            "VALUES (?,?,?,?,?,?,?,?,?)",
-                            (seq, ts, kind, cohort, package, version, ev.text, prev, ev.hash))
+                cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise LedgerError(_say(self.path, exc)) from None
+            try:
+                yield cur
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise LedgerError(_say(self.path, exc)) from None
                 raise
-            return ev
 
-    def events(self, since: int = 0) -> Iterator[Event]:
-        """Yield events with seq > since, in order."""
-        cur = self._db.execute("SELECT seq, body, prev_hash, hash FROM events WHERE seq > ? ORDER BY seq", (since,))
-        for seq, body, prev, h in cur:
-            try:
-                yield event_from_row(body, prev, h)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise LedgerError(f"ledger {self.path}: entry {seq} is unreadable ({exc}); "
-                                  f"run `mdq ledger verify` to find the damage") from None
-
-    def raw_rows(self) -> Iterator[tuple[int, str, str, str]]:
-        """Yield (seq, body text, prev_hash, hash) for verification."""
-        yield from self._db.execute("SELECT seq, body, prev_hash, hash FROM events ORDER BY seq")
-
-    def state_rows(self, since: int = 0) -> Iterator[tuple[int, str, str, str, str]]:
-        """Yield (seq, ts, kind, cohort, body) of state-changing events after `since`, in order."""
-        yield from self._db.execute("SELECT seq, ts, kind, cohort, body FROM events WHERE seq > ? AND kind IN "
-                                    "('base', 'promoted', 'rolled_back') ORDER BY seq", (since,))
-
-    def head(self) -> int:
-        """Return the last sequence number (0 for an empty ledger)."""
-        row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
-        return row[0] or 0
+    def _rows(self, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        try:
+            yield from self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise LedgerError(_say(self.path, exc)) from None
 
     def follow(self, callback: Any, interval: float = 1.0) -> Any:
         """Call `callback` every `interval` seconds so a runtime sees other processes' events."""

@@ -11,7 +11,8 @@ from typing import Union
 
 from attrs import evolve, field, frozen
 
-from .types import Invalid, Name
+from ..errors import Invalid
+from .types import Name
 
 
 def _one_of_delta_value(self: object) -> None:

@@ -14,7 +14,7 @@ from cattrs.cols import list_structure_factory
 from cattrs.gen import make_mapping_structure_fn
 from cattrs.v import format_exception as _default_format
 
-from ..errors import PackageError, Problem
+from ..errors import Invalid, PackageError, Problem
 from . import types as t
 from .atoms import ATOM_TYPES, Atom
 from .package import AUTO, MdqPackage
@@ -42,7 +42,7 @@ def _strict_list(tp: Any, conv: cattrs.Converter) -> Any:
 
     def hook(v: Any, typ: Any) -> Any:
         if not isinstance(v, list):
-            raise t.Invalid(f"expected an array, got {t._json_type(v)}")
+            raise Invalid(f"expected an array, got {t.json_type(v)}")
         return inner(v, typ)
     return hook
 
@@ -52,7 +52,7 @@ def _strict_dict(tp: Any, conv: cattrs.Converter) -> Any:
 
     def hook(v: Any, typ: Any) -> Any:
         if not isinstance(v, dict):
-            raise t.Invalid(f"expected an object, got {t._json_type(v)}")
+            raise Invalid(f"expected an object, got {t.json_type(v)}")
         return inner(v, typ)
     return hook
 
@@ -66,10 +66,10 @@ _conv.register_structure_hook(Union[float, bool, None], _number_or_switch)
 
 def _structure_atom(v: Any, _: Any) -> Atom:
     if not isinstance(v, dict):
-        raise t.Invalid(f"an atom must be an object with a 'type', got {t._json_type(v)}")
+        raise Invalid(f"an atom must be an object with a 'type', got {t.json_type(v)}")
     kind = v.get("type")
     if kind not in ATOM_TYPES:
-        exc = t.Invalid("required field missing" if kind is None else
+        exc = Invalid("required field missing" if kind is None else
                         f"unknown atom type {kind!r}; expected one of {', '.join(ATOM_TYPES)}")
         exc.__notes__ = [cattrs.errors.AttributeValidationNote("atom type", "type", str)]
         raise ClassValidationError("invalid atom", [exc], dict)
@@ -104,7 +104,7 @@ def atom_from_json(data: dict[str, Any]) -> Atom:
 def _structure_inverse_item(v: Any, _: Any) -> Any:
     if isinstance(v, str):
         if v != AUTO:
-            raise t.Invalid(f"expected an atom object or {AUTO!r} (derive automatically), got {v!r}")
+            raise Invalid(f"expected an atom object or {AUTO!r} (derive automatically), got {v!r}")
         return v
     return _structure_atom(v, Atom)
 
@@ -118,7 +118,7 @@ _conv.register_unstructure_hook(Union[Atom, Literal["..."]], lambda v: v if isin
 
 
 def _format(exc: BaseException, typ: type | None) -> str:
-    if isinstance(exc, t.Invalid):
+    if isinstance(exc, Invalid):
         return str(exc)
     if isinstance(exc, ForbiddenExtraKeysError):
         return f"unknown key{'s' if len(exc.extra_fields) > 1 else ''} {', '.join(sorted(map(repr, exc.extra_fields)))}"
@@ -147,10 +147,10 @@ def problems_of(exc: BaseException) -> list[Problem]:
 def structure(data: Any, cls: type, *, source: str = "document") -> Any:
     """Build a model from parsed JSON, raising PackageError listing every problem."""
     if not isinstance(data, dict):
-        raise PackageError([Problem(f"expected an object, got {t._json_type(data)}")], source=source)
+        raise PackageError([Problem(f"expected an object, got {t.json_type(data)}")], source=source)
     try:
         return _conv.structure(data, cls)
-    except (ClassValidationError, IterableValidationError, t.Invalid) as exc:
+    except (ClassValidationError, IterableValidationError, Invalid) as exc:
         raise PackageError(problems_of(exc), source=source) from None
 
 

@@ -58,7 +58,7 @@ class MdqPackage:
     signature: str | None = field(default=None, metadata={"doc": "reserved: base64 ed25519 over the canonical JSON"})
 
     def __attrs_post_init__(self) -> None:
-        from .types import Invalid
+        from ..errors import Invalid
 
         if not self.atoms:
             raise Invalid("a package needs at least one atom in 'atoms'")

@@ -8,6 +8,9 @@ from typing import Any, NewType
 
 import semver
 
+from ..errors import Invalid
+from ..versions.ranges import Range
+
 Name = NewType("Name", str)          # a dotted package / capability name
 SemVerStr = NewType("SemVerStr", str)  # MAJOR.MINOR.PATCH[-pre][+build]
 RangeStr = NewType("RangeStr", str)    # a SemVer range, checked by mdqcore.versions when present
@@ -16,21 +19,17 @@ Timestamp = NewType("Timestamp", str)  # ISO 8601 with a time zone
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
 
-class Invalid(ValueError):
-    """A value of the right JSON type that breaks a rule; its message is shown verbatim."""
-
-
 def check_str(value: Any) -> str:
     """Accept a JSON string only (no silent str(3))."""
     if not isinstance(value, str):
-        raise Invalid(f"expected a string, got {_json_type(value)}")
+        raise Invalid(f"expected a string, got {json_type(value)}")
     return value
 
 
 def check_float(value: Any) -> float:
     """Accept a finite JSON number (not a boolean)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"expected a number, got {_json_type(value)}")
+        raise Invalid(f"expected a number, got {json_type(value)}")
     if not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {value}")
     return float(value)
@@ -39,14 +38,14 @@ def check_float(value: Any) -> float:
 def check_int(value: Any) -> int:
     """Accept a JSON integer (not a boolean, not 2.0)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"expected an integer, got {_json_type(value)}")
+        raise Invalid(f"expected an integer, got {json_type(value)}")
     return value
 
 
 def check_bool(value: Any) -> bool:
     """Accept a JSON boolean only."""
     if not isinstance(value, bool):
-        raise Invalid(f"expected true or false, got {_json_type(value)}")
+        raise Invalid(f"expected true or false, got {json_type(value)}")
     return value
 
 
@@ -70,10 +69,6 @@ def check_range(value: Any) -> str:
     """Accept a SemVer range; the full grammar lives in mdqcore.versions.ranges."""
     value = check_str(value)
     try:
-        from ..versions.ranges import Range
-    except ImportError:  # ranges not built into this kernel: keep the text, check later
-        return value
-    try:
         Range.parse(value)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
@@ -94,7 +89,8 @@ def check_timestamp(value: Any) -> str:
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """Name the JSON type of a parsed value, as error messages say it."""
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
              list: "an array", dict: "an object", type(None): "null"}
     return names.get(type(value), type(value).__name__)

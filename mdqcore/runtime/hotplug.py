@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from attrs import frozen
 
-from ..errors import DocumentError, MdqError
+from ..errors import DocumentError, MdqError, PackageError, Problem, Rejected
 from ..gcpause import gc_paused
 from ..ledger.base import Ledger, diff_from_json, diff_to_json, replay_with_base
 from ..model import GateResult, MdqPackage, unstructure
@@ -30,14 +30,6 @@ from .signing import TrustPolicy
 
 DEFAULT = "default"
 AXES = ("operator", "index", "gate")
-
-
-class Rejected(MdqError):
-    """A package was refused (before staging) or rolled back (after); nothing changed."""
-
-    def __init__(self, pkg_ref: str, stage: str, reason: str) -> None:
-        self.pkg_ref, self.stage, self.reason = pkg_ref, stage, reason
-        super().__init__(f"{pkg_ref} {'rejected' if stage == 'check' else 'rolled back'} at {stage}: {reason}")
 
 
 @frozen
@@ -77,6 +69,18 @@ def base_data(registry: Registry) -> dict[tuple[str, ...], Any]:
         data[("semiring", cap.name)] = cap.meta["semiring"]
         data[("fweight", cap.name)] = float(cap.meta.get("weight", 1.0))
     return data
+
+
+def check_against(registry: Registry, pkg: MdqPackage, *, source: str = "package") -> None:
+    """Raise PackageError if `pkg` names an operator, parameter, index feature or gate no installed plugin declares."""
+    problems = [Problem(f"unknown gate {t!r} (registered: {', '.join(registry.names('gate')) or 'none'})",
+                        f"$.tests[{i}]") for i, t in enumerate(pkg.tests) if registry.find("gate", t) is None]
+    try:
+        ControlState(base_data(registry)).plan(pkg.atoms)
+    except PackageError as exc:
+        problems += exc.problems
+    if problems:
+        raise PackageError(problems, source=source)
 
 
 class Runtime:

@@ -17,12 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..errors import MdqError
+from ..errors import SignatureError
 from ..model import MdqPackage, canonical_json
-
-
-class SignatureError(MdqError):
-    """A package's signature is missing, malformed, untrusted or wrong."""
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -58,6 +54,10 @@ def generate(directory: str | Path) -> tuple[Path, str]:
     return path, public_text(priv.public_key())
 
 
+def _bad_key(path: Path, key: object) -> Ed25519PublicKey:
+    raise SignatureError(f"trust file {path}: {key!r} is not a base64 public key string")
+
+
 def load_private(path: str | Path) -> Ed25519PrivateKey:
     """Read a PEM private key."""
     try:
@@ -89,16 +89,31 @@ class TrustPolicy:
 
     @classmethod
     def load(cls, path: str | Path) -> TrustPolicy:
-        """Read a policy file ({"trusted": [base64 public keys]}); a missing file is an empty policy."""
+        """Read a trust file ({"trusted": [base64 public keys, at least one]}); anything else is an error."""
         p = Path(path)
-        if not p.exists():
-            return cls(path=p)
         try:
-            data = json.loads(p.read_text())
-            keys = [load_public(k) for k in data.get("trusted", [])]
-        except (ValueError, AttributeError) as exc:
-            raise SignatureError(f"trust policy {p} is unreadable: {exc}") from None
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SignatureError(f"trust file {p} cannot be read ({exc.strerror}): a trust file that is named must "
+                                 f"exist; create it with `mdq keys trust KEY --trust {p}`") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SignatureError(f"trust file {p} is not JSON ({exc}); expected {{\"trusted\": [KEY, ...]}}") from None
+        if not isinstance(data, dict) or set(data) != {"trusted"} or not isinstance(data["trusted"], list):
+            extra = sorted(set(data) - {"trusted"}) if isinstance(data, dict) else []
+            raise SignatureError(f"trust file {p} must be exactly {{\"trusted\": [KEY, ...]}}"
+                                 + (f"; unknown key(s): {', '.join(map(repr, extra))}" if extra else ""))
+        if not data["trusted"]:
+            raise SignatureError(f"trust file {p} trusts no key: an empty trust file would turn signature checks "
+                                 f"off; add a key with `mdq keys trust KEY --trust {p}` or remove the file")
+        keys = [load_public(k) if isinstance(k, str) else _bad_key(p, k) for k in data["trusted"]]
         return cls({key_id(k): k for k in keys}, p)
+
+    @classmethod
+    def load_default(cls, path: Path) -> TrustPolicy:
+        """Read the default trust file if it exists (strictly, as `load`); its absence means no trusted keys."""
+        return cls.load(path) if path.exists() else cls(path=path)
 
     def trust(self, public_text_: str) -> str:
         """Add a public key and save; return its id."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ..errors import MdqError
+from ..errors import CompatError
 from ..registry import Registry
 from .ranges import Range, version_key
 
@@ -21,14 +21,6 @@ AXES = ("operator", "index", "gate")
 SEVERITY = {"ok": 0, "warn": 1, "reject": 2}
 # which capability kind carries each axis's version
 AXIS_KIND = {"operator": "operator", "index": "index_feature", "gate": "gate"}
-
-
-class CompatError(MdqError):
-    """A package or combination lands on a rejected cell of the matrix."""
-
-    def __init__(self, decision: Decision, what: str) -> None:
-        self.decision = decision
-        super().__init__(f"{what} is rejected by the compatibility matrix:\n{decision.explain()}")
 
 
 @frozen

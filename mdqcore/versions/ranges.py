@@ -20,6 +20,8 @@ from collections.abc import Iterable
 import semver
 from attrs import frozen
 
+from ..errors import RangeError
+
 Key = tuple  # (major, minor, patch, is_release, prerelease identifiers)
 
 _XR = r"(?:0|[1-9]\d*|[xX*])"
@@ -64,10 +66,6 @@ class Comparator:
 def _cmp(op: str, maj: int, mi: int, pa: int, pre: str | None = None) -> Comparator:
     v = f"{maj}.{mi}.{pa}" + (f"-{pre}" if pre else "")
     return Comparator(op, v, version_key(v))
-
-
-class RangeError(ValueError):
-    """A range string that does not parse; says which part and what is accepted."""
 
 
 def _partial(text: str, whole: str) -> tuple[int | None, int | None, int | None, str | None]:

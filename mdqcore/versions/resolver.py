@@ -25,21 +25,13 @@ from typing import Any
 
 from attrs import define, frozen
 
-from ..errors import MdqError
+from ..errors import ResolutionImpossible
+from .explain import Explainer
 from .index import Index
 from .ranges import Range, version_key
+from .terms import ROOT, Incompatibility, is_failure, merge
 
-ROOT = "$root"
 _SAT, _CONTRA, _INCONC = 0, 1, 2
-
-
-class ResolutionImpossible(MdqError):
-    """No set of versions satisfies the requirements; `str()` explains why, step by step."""
-
-    def __init__(self, explanation: str, incompatibility: Any = None) -> None:
-        self.explanation = explanation
-        self.incompatibility = incompatibility
-        super().__init__(explanation)
 
 
 @frozen
@@ -65,15 +57,6 @@ class Requirement:
 
     def __str__(self) -> str:
         return f"{self.cohort + ':' if self.cohort else ''}{self.name}@{self.range}"
-
-
-class Incompatibility:
-    """Terms {package: (mask, allows_unselected)} that must not all hold, and why."""
-
-    __slots__ = ("terms", "kind", "causes", "info")
-
-    def __init__(self, terms: dict[str, tuple[int, bool]], kind: str, causes: tuple = (), info: Any = None):
-        self.terms, self.kind, self.causes, self.info = terms, kind, causes, info
 
 
 @define
@@ -203,7 +186,7 @@ class Resolver:
     def _resolve_conflict(self, inc: Incompatibility) -> Incompatibility:
         new = False
         while True:
-            if self._is_failure(inc):
+            if is_failure(inc):
                 raise ResolutionImpossible(Explainer(self).explain(inc), inc)
             recent_term = None
             recent: _Assignment | None = None
@@ -232,19 +215,16 @@ class Resolver:
             terms: dict[str, tuple[int, bool]] = {}
             for pkg, t in inc.terms.items():
                 if pkg != recent_term:
-                    _merge(terms, pkg, t)
+                    merge(terms, pkg, t)
             for pkg, t in recent.cause.terms.items():
                 if pkg != recent.package:
-                    _merge(terms, pkg, t)
+                    merge(terms, pkg, t)
             if difference is not None:
-                _merge(terms, recent_term, (self.full(recent_term) & ~difference[0], not difference[1]))
+                merge(terms, recent_term, (self.full(recent_term) & ~difference[0], not difference[1]))
             if len(terms) > 1 and ROOT in terms and not terms[ROOT][1]:
                 del terms[ROOT]  # "root is selected" is always true: drop it
             inc = Incompatibility(terms, "conflict", (inc, recent.cause))
             new = True
-
-    def _is_failure(self, inc: Incompatibility) -> bool:
-        return not inc.terms or (list(inc.terms) == [ROOT] and not inc.terms[ROOT][1])
 
     def _backtrack(self, level: int) -> None:
         touched = set()
@@ -326,134 +306,6 @@ class Resolver:
 
 
 _CONFLICT = object()
-
-
-def _merge(terms: dict[str, tuple[int, bool]], pkg: str, t: tuple[int, bool]) -> None:
-    old = terms.get(pkg)
-    terms[pkg] = t if old is None else (old[0] & t[0], old[1] and t[1])
-
-
-class Explainer:
-    """Turn a failed derivation into numbered English sentences (after pub's report writer)."""
-
-    def __init__(self, solver: Resolver) -> None:
-        self.s = solver
-
-    def versions_text(self, pkg: str, mask: int) -> str:
-        """Describe a set of versions of `pkg`: its range label, 'x' families, or runs."""
-        if pkg == ROOT:
-            return ""
-        full = self.s.full(pkg)
-        if mask == full:
-            return "*"
-        label = self.s.labels.get((pkg, mask))
-        if label is not None:
-            return label
-        vs = self.s.versions[pkg]
-        runs: list[list[str]] = []
-        prev = -2
-        for i, v in enumerate(vs):
-            if (mask >> i) & 1:
-                if i == prev + 1:
-                    runs[-1].append(v)
-                else:
-                    runs.append([v])
-                prev = i
-        parts = []
-        for run in runs:
-            keys = [version_key(v) for v in run]
-            majors = {k[0] for k in keys}
-            minors = {k[:2] for k in keys}
-            if len(majors) == 1 and [v for v in vs if version_key(v)[0] in majors] == run:
-                parts.append(f"{keys[0][0]}.x")
-            elif len(minors) == 1 and [v for v in vs if version_key(v)[:2] in minors] == run:
-                parts.append(f"{keys[0][0]}.{keys[0][1]}.x")
-            elif len(run) == 1:
-                parts.append(run[0])
-            else:
-                parts.append(f"{run[0]} - {run[-1]}")
-        return " || ".join(parts)
-
-    def term(self, pkg: str, mask: int, none: bool, *, positive_view: bool = True) -> str:
-        """Describe one term as 'pkg RANGE' (positive) or 'not pkg RANGE'."""
-        if pkg == ROOT:
-            return "root"
-        if not none:
-            return pkg if mask == self.s.full(pkg) else f"{pkg} {self.versions_text(pkg, mask)}"
-        return f"not {pkg} {self.versions_text(pkg, self.s.full(pkg) & ~mask)}".rstrip()
-
-    def positive(self, pkg: str, mask: int, none: bool) -> str:
-        """Describe what a negative term forbids not having, i.e. its inverse."""
-        return self.term(pkg, self.s.full(pkg) & ~mask, False)
-
-    def incompatibility(self, inc: Incompatibility) -> str:
-        """Describe one incompatibility as a clause."""
-        t = inc.terms
-        if inc.kind == "root":
-            return "root is required"
-        if inc.kind == "dependency":
-            dep, rng = inc.info
-            (pkg, (m, _)), = [(p, x) for p, x in t.items() if p != dep] or [(dep, t[dep])]
-            who = ("root" if pkg == ROOT else f"every version of {pkg}" if m == self.s.full(pkg)
-                   else f"{pkg} {self.versions_text(pkg, m)}")
-            verb = "requires" if pkg == ROOT else "depends on"
-            if dep not in self.s.index.packages:
-                return f"{who} {verb} {dep} {rng}, which is not in the index"
-            if self.s.mask_of(dep, rng) == 0:
-                return f"{who} {verb} {dep} {rng}, but no version of {dep} matches {rng}"
-            return f"{who} {verb} {dep} {rng}"
-        if inc.kind == "no_versions":
-            (pkg, (m, _)), = t.items()
-            return f"no version of {pkg} matches {self.versions_text(pkg, m) or '*'}"
-        if self.s._is_failure(inc):
-            return "version solving failed"
-        items = list(t.items())
-        if len(items) == 1:
-            pkg, (m, n) = items[0]
-            return f"{self.term(pkg, m, n)} is forbidden" if not n else f"{self.positive(pkg, m, n)} is required"
-        pos = [(p, x) for p, x in items if not x[1]]
-        neg = [(p, x) for p, x in items if x[1]]
-        if len(items) == 2 and len(pos) == 1:
-            (pp, (pm, _)), (np_, (nm, nn)) = pos[0], neg[0]
-            return f"{self.term(pp, pm, False)} requires {self.positive(np_, nm, nn)}"
-        if not neg:
-            return " and ".join(self.term(p, m, n) for p, (m, n) in pos) + " are incompatible"
-        if not pos:
-            return "either " + " or ".join(self.positive(p, m, n) for p, (m, n) in neg) + " must be selected"
-        return ("if " + " and ".join(self.term(p, m, n) for p, (m, n) in pos) + " then one of "
-                + ", ".join(self.positive(p, m, n) for p, (m, n) in neg) + " is required")
-
-    def explain(self, failure: Incompatibility) -> str:
-        """Return the numbered explanation of why `failure` holds (iterative: deep chains are fine)."""
-        lines: list[str] = []
-        number: dict[int, int] = {}
-        stack: list[tuple[Incompatibility, bool]] = [(failure, False)]
-        while stack:
-            inc, expanded = stack.pop()
-            if id(inc) in number or inc.kind != "conflict":
-                continue
-            if not expanded:
-                stack.append((inc, True))
-                stack.extend((c, False) for c in reversed(inc.causes) if c.kind == "conflict" and id(c) not in number)
-                continue
-            c1, c2 = inc.causes
-            derived = [c for c in (c1, c2) if c.kind == "conflict"]
-            if c1 is c2 or c2.kind == "root" or c1.kind == "root":
-                only = c2 if c1.kind == "root" else c1
-                ref = f" ({number[id(only)]})" if only.kind == "conflict" else ""
-                lines.append(f"Because {self.incompatibility(only)}{ref}, {self.incompatibility(inc)}.")
-            elif len(derived) == 1 and lines and number.get(id(derived[0])) == len(lines):
-                other = c2 if derived[0] is c1 else c1
-                lines.append(f"And because {self.incompatibility(other)}, {self.incompatibility(inc)}.")
-            else:
-                parts = [self.incompatibility(c) + (f" ({number[id(c)]})" if c.kind == "conflict" else "")
-                         for c in (c1, c2)]
-                lines.append(f"Because {parts[0]} and {parts[1]}, {self.incompatibility(inc)}.")
-            number[id(inc)] = len(lines)
-        if not lines:
-            return f"Because {self.incompatibility(failure)}, version solving failed."
-        width = len(str(len(lines)))
-        return "\n".join(f"({i:>{width}}) {line}" for i, line in enumerate(lines, 1))
 
 
 def resolve(index: Index, requirements: Iterable[Requirement | str]) -> dict[str, str]:

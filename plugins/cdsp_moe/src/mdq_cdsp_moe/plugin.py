@@ -13,7 +13,8 @@ import click
 import mdqcore
 
 
-def _factory(*args: Any, **kwargs: Any) -> Any:
+def make_layer(*args: Any, **kwargs: Any) -> Any:
+    """Build a CDSP-MoE layer from CDSPConfig's arguments (torch loads here, not at registration)."""
     from .layer import CDSPConfig, CDSPMoE
 
     return CDSPMoE(CDSPConfig(*args, **kwargs))
@@ -22,7 +23,7 @@ def _factory(*args: Any, **kwargs: Any) -> Any:
 @mdqcore.hookimpl
 def register_moe_projectors(register: Any) -> None:
     """Register the CDSP-MoE layer: factory(d, n_basis=512, n_experts=4, k=64, n_tasks=1, ...)."""
-    register("cdsp", _factory, version="0.1.0")
+    register("cdsp", make_layer, version="0.1.0")
 
 
 @click.group("moe")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 # the kernel's ledger option and runtime opener: same URL rules and the operator's trust policy
-from mdqcore.runtime.commands import LEDGER_OPT, _runtime
+from mdqcore.cli.console import LEDGER_OPT, open_runtime
 
 GATE_OPT = click.option("--gate", type=click.Choice(["bm25", "jaccard"]), default="bm25", show_default=True,
                         help="Semantic gate giving sim (its tau comes from the control state).")
@@ -70,7 +70,7 @@ def demo(scenario: str | None, log_path: str | None, all_steps: bool, gate: str,
     from rich.table import Table
 
     from mdqcore.model import load_package
-    from mdqcore.runtime.hotplug import Rejected
+    from mdqcore.errors import Rejected
 
     from .reward import Scorer, totals
     from .steplog import write_log
@@ -81,7 +81,7 @@ def demo(scenario: str | None, log_path: str | None, all_steps: bool, gate: str,
     question, target, inputs = spec["question"], spec["target"], spec.get("inputs", [])
     pkg_file = spec_path.parent / spec["package"]
     pkg = load_package(pkg_file)
-    rt = _runtime(ledger_url)
+    rt = open_runtime(ledger_url)
     try:
         before = rt.snapshot()
         con.print(f"[bold]ledger[/] {rt.ledger.__class__.__name__} with {rt.ledger.head()} events; "
@@ -191,7 +191,7 @@ def score(text: str, question: str, reference: str | None, log_path: str | None,
     from .reward import Scorer, totals
     from .steplog import write_log
 
-    rt = _runtime(ledger_url)
+    rt = open_runtime(ledger_url)
     try:
         steps = Scorer(rt.snapshot(cohort), gate=gate).score(question, text, reference)
         if log_path:
@@ -228,7 +228,7 @@ def replay(log: str, now: bool, ledger_url: str | None) -> None:
     except (MdqError, OSError, UnicodeDecodeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    rt = _runtime(ledger_url)
+    rt = open_runtime(ledger_url)
     try:
         cohort = header.get("cohort", "default")
         if now:

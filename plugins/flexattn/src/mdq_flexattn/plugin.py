@@ -40,7 +40,7 @@ def register_length_policies(register: Any) -> None:
 @mdqcore.hookimpl
 def register_index_features(register: Any) -> None:
     """`term`: a segment whose value is > 0 joins the catalog (membership, so max)."""
-    register(TERM_FEATURE, TERM_FEATURE, version=VERSION, semiring="max")
+    register(TERM_FEATURE, version=VERSION, semiring="max")
 
 
 @mdqcore.hookimpl
@@ -72,7 +72,5 @@ def register_evaluators(register: Any) -> None:
 @mdqcore.hookimpl
 def register_commands(register: Any) -> None:
     """`mdq demo` and `mdq flexattn`."""
-    from .commands import demo, flexattn
-
-    register("demo", demo)
-    register("flexattn", flexattn)
+    register("demo", "mdq_flexattn.commands:demo", help="Run the Flex-Attn reference scenario and a live hot-plug.")
+    register("flexattn", "mdq_flexattn.commands:flexattn", help="Flex-Attn: score texts with the lexical reward, replay step logs.")

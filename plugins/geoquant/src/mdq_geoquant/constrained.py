@@ -19,18 +19,9 @@ from torch import Tensor, nn
 
 from .classify import Outliers
 from .md import md_rows, row_normals
+from .params import OPERATOR, PARAMS, param  # noqa: F401 - re-exported: callers read them here
 
-OPERATOR = "geoquant"
-PARAMS = {"tau_func": ((0.0, 4.0), 0.4), "tau_priv": ((0.0, 8.0), 0.6), "lambda_priv": ((0.0, 1.0), 0.5),
-          "dppl": ((0.0, 100.0), 0.3), "entropy_bits": ((0.0, 1000.0), 8.0),
-          "mia_dauc": ((0.0, 1.0), 0.1), "alpha": ((0.0, 1.0), 0.65)}
 STEPS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-
-
-def param(state: Any, name: str) -> float:
-    """Read a geoquant parameter from the control state (the plugin default where it has none)."""
-    v = state.param("Op", OPERATOR, name) if state is not None else None
-    return float(PARAMS[name][1] if v is None else v)
 
 
 class MDConstrained:

@@ -1,4 +1,7 @@
-"""mdq hooks of mdq-geoquant: the `geoquant` operator (MD thresholds), outlier classifiers, `mdq geoquant`."""
+"""mdq hooks of mdq-geoquant: the `geoquant` operator (MD thresholds), outlier classifiers, `mdq geoquant`.
+
+Everything is registered by reference: torch loads only when a capability is used.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +9,27 @@ from typing import Any
 
 import mdqcore
 
+from .params import OPERATOR, PARAMS
+
 VERSION = "0.1.0"
 
 
 @mdqcore.hookimpl
 def register_operators(register: Any) -> None:
     """`geoquant`: tau_func, tau_priv, lambda_priv, dppl, entropy_bits, mia_dauc, alpha (MD thresholds, classifier thresholds)."""
-    from .constrained import PARAMS, MDConstrained
-
-    register("geoquant", MDConstrained, version=VERSION, params={k: b for k, (b, _d) in PARAMS.items()},
-             defaults={k: d for k, (_b, d) in PARAMS.items()})
-
-
-def _functional(**options: Any) -> Any:
-    from .classify import FunctionalClassifier
-
-    return FunctionalClassifier(**options)
-
-
-def _sensitive(**options: Any) -> Any:
-    from .classify import SensitiveClassifier
-
-    return SensitiveClassifier(**options)
+    register(OPERATOR, "mdq_geoquant.constrained:MDConstrained", version=VERSION,
+             params={k: b for k, (b, _d) in PARAMS.items()}, defaults={k: d for k, (_b, d) in PARAMS.items()})
 
 
 @mdqcore.hookimpl
 def register_outlier_classifiers(register: Any) -> None:
     """`functional` (Fisher-estimated dPPL >= 0.3) and `sensitive` (encoding entropy >= 8 bits or MIA dAUC >= 0.1)."""
-    register("functional", _functional, version=VERSION)
-    register("sensitive", _sensitive, version=VERSION)
+    register("functional", "mdq_geoquant.classify:FunctionalClassifier", version=VERSION)
+    register("sensitive", "mdq_geoquant.classify:SensitiveClassifier", version=VERSION)
 
 
 @mdqcore.hookimpl
 def register_commands(register: Any) -> None:
     """`mdq geoquant md|report`."""
-    from .commands import geoquant
-
-    register("geoquant", geoquant)
+    register("geoquant", "mdq_geoquant.commands:geoquant",
+             help="GeoQuant: manifold distortion (MD) of quantized weights and its report.")

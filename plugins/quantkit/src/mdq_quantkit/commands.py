@@ -18,7 +18,7 @@ def _fail(msg: str, code: int = 2) -> None:
 
 
 def _backend(name: str, options: dict[str, Any]) -> Any:
-    from mdqcore.cli import registry
+    from mdqcore.cli.console import registry
 
     cap = registry().find("quantizer", name)
     if cap is None:

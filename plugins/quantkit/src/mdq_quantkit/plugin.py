@@ -1,4 +1,4 @@
-"""mdq hooks of mdq-quantkit: the `rtn` backend and the `mdq quantize` / `mdq eval` commands."""
+"""mdq hooks of mdq-quantkit: the `rtn` backend and the `mdq quantize` / `mdq eval` commands (torch loads on use)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,15 @@ from typing import Any
 import mdqcore
 
 
-def _rtn(**options: Any) -> Any:
-    from .backends import RTN
-
-    if options:
-        raise TypeError(f"rtn takes no options, got {', '.join(options)}")
-    return RTN()
-
-
 @mdqcore.hookimpl
 def register_quantizers(register: Any) -> None:
-    """Register round-to-nearest (no calibration)."""
-    register("rtn", _rtn, version="0.1.0", calibration=False)
+    """Register round-to-nearest (no calibration, no options)."""
+    register("rtn", "mdq_quantkit.backends:RTN", version="0.1.0")
 
 
 @mdqcore.hookimpl
 def register_commands(register: Any) -> None:
     """`mdq quantize` and `mdq eval`."""
-    from .commands import eval_group, quantize
-
-    register("quantize", quantize)
-    register("eval", eval_group)
+    register("quantize", "mdq_quantkit.commands:quantize",
+             help="Quantize a model's linear layers and save it, block by block.")
+    register("eval", "mdq_quantkit.commands:eval_group", help="Evaluate models (perplexity).")

@@ -1,4 +1,4 @@
-"""`mdq pkg apply|rollback`, `mdq state`, `mdq ledger`, `mdq keys`, `mdq propose`."""
+"""`mdq pkg apply|rollback`, `mdq state`, `mdq ledger`, `mdq keys`."""
 
 from __future__ import annotations
 
@@ -10,39 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import MdqError
-
-LEDGER_OPT = click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
-                          help="Ledger: a path, sqlite:///PATH or postgresql://... (default: MDQ_LEDGER, "
-                               "else a SQLite file in the user data directory).")
-TRUST_OPT = click.option("--trust", "trust_path", envvar="MDQ_TRUST", type=click.Path(dir_okay=False),
-                         help="Trust policy file (default: MDQ_TRUST, else trust.json in the user config directory).")
-
-
-def _trust_path(path: str | None) -> Path:
-    if path:
-        return Path(path)
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("mdq")) / "trust.json"
-
-
-def _runtime(ledger_url: str | None, trust_path: str | None = None, actor: str | None = None) -> Any:
-    from ..cli import registry
-    from ..ledger.open import open_ledger
-    from .hotplug import Runtime
-    from .signing import TrustPolicy
-
-    reg = registry()
-    return Runtime(reg, open_ledger(ledger_url, reg), actor=actor or os.environ.get("USER", "mdq"),
-                   trust=TrustPolicy.load(_trust_path(trust_path)))
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    from ..cli import err
-
-    err.print(msg, markup=False)
-    sys.exit(code)
+from .console import LEDGER_OPT, TRUST_OPT, default_trust_path, fail, open_ledger, open_runtime, out
 
 
 @click.command("apply")
@@ -65,31 +33,30 @@ def pkg_apply(file: str, cohort: str, canary: float, inputs: str | None, allow_d
     Example:
       mdq pkg apply examples/idf-boost.json --canary 0.1 --yes
     """
-    from ..cli import out
     from ..errors import DocumentError
     from ..model import load_package
-    from .hotplug import Rejected
+    from ..errors import Rejected
 
-    rt = _runtime(ledger_url, trust_path)
+    rt = open_runtime(ledger_url, trust_path)
     try:
         pkg = load_package(file)
     except DocumentError as exc:
         rt.ledger.append("received", cohort=cohort, actor=rt.actor, reason=f"malformed package {file}",
                          payload={"file": str(file)})
         rt.ledger.append("rejected", cohort=cohort, actor=rt.actor, reason=str(exc), payload={})
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     records: list[dict] = []
     if inputs:
         try:
             records = [json.loads(line) for line in Path(inputs).read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, ValueError) as exc:
-            _fail(f"cannot read inputs {inputs}: {exc}", 2)
+            fail(f"cannot read inputs {inputs}: {exc}", 2)
     if not yes and sys.stdin.isatty():
         click.confirm(f"apply {pkg.ref} ({len(pkg.atoms)} atoms) to cohort {cohort!r}?", abort=True)
     try:
         res = rt.apply(pkg, cohort=cohort, canary=canary, inputs=records, allow_downgrade=allow_downgrade)
     except Rejected as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     out.print(f"[green]promoted[/] {res.package} in cohort {res.cohort}: {res.changes} changes (ledger #{res.seq})")
 
 
@@ -105,14 +72,13 @@ def pkg_rollback(name: str, cohort: str, reason: str, ledger_url: str | None) ->
     Example:
       mdq pkg rollback mdq.idx.ifu.idf-boost --reason "recall dropped"
     """
-    from ..cli import out
-    from .hotplug import Rejected
+    from ..errors import Rejected
 
-    rt = _runtime(ledger_url)
+    rt = open_runtime(ledger_url)
     try:
         seq = rt.rollback(name, cohort=cohort, reason=reason)
     except Rejected as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     out.print(f"[yellow]rolled back[/] {name} in cohort {cohort} (ledger #{seq})")
 
 
@@ -137,13 +103,15 @@ def state_show(cohort: str, as_json: bool, ledger_url: str | None) -> None:
     Example:
       mdq state show --cohort canary
     """
-    rt = _runtime(ledger_url)
-    _print_state(rt.snapshot(cohort), cohort, as_json)
+    from ..ledger import replay_ledger
+    from ..model.state import ControlState
+
+    states = replay_ledger(open_ledger(ledger_url, readonly=True))
+    _print_state(states.get(cohort) or states.get("default") or ControlState(), cohort, as_json)
 
 
 def _print_state(s: Any, cohort: str, as_json: bool) -> None:
-    from ..cli import out
-
+    
     if as_json:
         click.echo(s.canonical())
         return
@@ -181,10 +149,7 @@ def ledger_log(package: str | None, as_json: bool, ledger_url: str | None) -> No
     Example:
       mdq ledger log --package mdq.idx.ifu.idf-boost --json
     """
-    from ..cli import out, registry
-    from ..ledger.open import open_ledger
-
-    events = [e for e in open_ledger(ledger_url, registry()).events() if package is None or e.package == package]
+    events = [e for e in open_ledger(ledger_url, readonly=True).events() if package is None or e.package == package]
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in events], indent=2, ensure_ascii=False))
         return
@@ -208,13 +173,11 @@ def ledger_verify(ledger_url: str | None) -> None:
     Example:
       mdq ledger verify --ledger /var/lib/mdq/ledger.sqlite
     """
-    from ..cli import out, registry
-    from ..ledger.base import verify
-    from ..ledger.open import open_ledger
+    from ..ledger import verify
 
-    rep = verify(open_ledger(ledger_url, registry()))
+    rep = verify(open_ledger(ledger_url, readonly=True))
     if not rep.ok:
-        _fail(f"ledger broken after {rep.checked - 1} good entries: {rep.problem}", 1)
+        fail(f"ledger broken after {rep.checked - 1} good entries: {rep.problem}", 1)
     out.print(f"[green]ledger ok[/]: {rep.checked} entries, hash chain intact")
 
 
@@ -230,14 +193,14 @@ def ledger_replay(at: str | None, cohort: str, as_json: bool, ledger_url: str | 
     Example:
       mdq ledger replay --at 2026-11-22T18:00:00Z --json
     """
-    from ..cli import registry
-    from ..ledger.base import ControlState, LedgerError, replay_ledger
-    from ..ledger.open import open_ledger
+    from ..errors import LedgerError
+    from ..ledger import replay_ledger
+    from ..model.state import ControlState
 
     try:
-        states = replay_ledger(open_ledger(ledger_url, registry()), at=at)
+        states = replay_ledger(open_ledger(ledger_url, readonly=True), at=at)
     except LedgerError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     _print_state(states.get(cohort) or states.get("default") or ControlState(), cohort, as_json)
 
 
@@ -260,8 +223,7 @@ def keys_gen(directory: str) -> None:
     Example:
       mdq keys gen --out keys/
     """
-    from ..cli import out
-    from .signing import generate
+    from ..runtime.signing import generate
 
     path, pub = generate(directory)
     out.print(f"private key: {path}\npublic key:  {pub}")
@@ -278,15 +240,14 @@ def keys_sign(file: str, key_path: str, out_path: str | None) -> None:
     Example:
       mdq keys sign pkg.json --key keys/mdq-0123abcd.pem
     """
-    from ..cli import out
     from ..errors import DocumentError
     from ..model import load_package, unstructure
-    from .signing import SignatureError, load_private, sign
+    from ..runtime.signing import SignatureError, load_private, sign
 
     try:
         pkg = sign(load_package(file), load_private(key_path))
     except (DocumentError, SignatureError) as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     Path(out_path or file).write_text(json.dumps(unstructure(pkg), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     out.print(f"signed {pkg.ref} -> {out_path or file}")
 
@@ -301,15 +262,14 @@ def keys_trust(public: str, trust_path: str | None) -> None:
     Example:
       mdq keys trust keys/mdq-0123abcd.pub
     """
-    from ..cli import out
-    from .signing import SignatureError, TrustPolicy
+    from ..runtime.signing import SignatureError, TrustPolicy
 
     text = Path(public).read_text() if Path(public).is_file() else public
-    policy = TrustPolicy.load(_trust_path(trust_path))
+    policy = TrustPolicy.load_default(Path(trust_path) if trust_path else default_trust_path())
     try:
         kid = policy.trust(text)
     except SignatureError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     out.print(f"trusted key {kid} in {policy.path}")
 
 
@@ -319,11 +279,3 @@ def attach(main: click.Group, pkg: click.Group) -> None:
     pkg.add_command(pkg_rollback)
     for cmd in (state, ledger, keys):
         main.add_command(cmd)
-    try:
-        from .calculus_cli import propose
-    except ImportError:  # pragma: no cover - numpy missing
-        return
-    main.add_command(propose)
-
-
-__all__ = ["attach", "MdqError"]

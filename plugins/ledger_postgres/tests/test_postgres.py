@@ -7,8 +7,8 @@ import time
 import pytest
 
 import mdqcore
-from mdqcore.ledger.base import verify
-from mdqcore.ledger.postgres import PostgresLedger
+from mdqcore.ledger import verify
+from mdq_ledger_postgres import PostgresLedger
 from mdqcore.runtime.hotplug import Runtime
 
 

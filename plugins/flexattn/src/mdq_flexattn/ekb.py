@@ -19,7 +19,7 @@ from pathlib import Path
 
 from attrs import define
 
-from ..errors import DocumentError, Problem
+from mdqcore.errors import DocumentError, Problem
 
 Key = tuple[str, str]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.table import Table
 
-from ..errors import DocumentError
-from .ranges import RangeError
+from ..errors import DocumentError, RangeError
+from .console import err, fail, out, registry
 
 
 @click.command("resolve")
@@ -36,43 +36,53 @@ def resolve_cmd(index_path: str | None, requires: tuple[str, ...], cohorts: tupl
       mdq resolve --index index.json --check-lock mdq.lock
       mdq resolve --installed
     """
-    from ..cli import err, out
-
     if installed:
         _installed(as_json)
         return
     if not index_path:
         raise click.UsageError("give --index INDEX.json (or --installed)")
-    from .index import Index
-    from .lock import check_lock, make_lock
-    from .resolver import Requirement, ResolutionImpossible, resolve_cohorts
+    from ..versions.index import Index
 
     try:
         index = Index.load(index_path)
     except DocumentError as exc:
-        err.print(str(exc), markup=False)
-        sys.exit(2)
+        fail(str(exc), 2)
     if lock_in:
-        try:
-            lock = json.loads(Path(lock_in).read_text(encoding="utf-8"))
-            problems = check_lock(lock, index)
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
-            err.print(f"cannot read lock {lock_in}: {exc}", markup=False)
-            sys.exit(2)
-        if as_json:
-            click.echo(json.dumps({"lock": lock_in, "ok": not problems, "problems": problems}, indent=2))
-        else:
-            out.print(f"lock {lock_in}: " + ("[green]holds[/]" if not problems else "[red]broken[/]"))
-            for p in problems:
-                out.print(f"  {p}", markup=False)
-        sys.exit(1 if problems else 0)
+        _check_lock(index, lock_in, as_json)
+    else:
+        _resolve(index, requires, cohorts, lock_out, as_json)
+
+
+def _check_lock(index: Any, lock_in: str, as_json: bool) -> None:
+    """`mdq resolve --check-lock`: does a lock still hold against the index? Exit 0 / 1 / 2."""
+    from ..versions.lock import check_lock
+
+    try:
+        lock = json.loads(Path(lock_in).read_text(encoding="utf-8"))
+        problems = check_lock(lock, index)
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        fail(f"cannot read lock {lock_in}: {exc}", 2)
+    if as_json:
+        click.echo(json.dumps({"lock": lock_in, "ok": not problems, "problems": problems}, indent=2))
+    else:
+        out.print(f"lock {lock_in}: " + ("[green]holds[/]" if not problems else "[red]broken[/]"))
+        for p in problems:
+            out.print(f"  {p}", markup=False)
+    sys.exit(1 if problems else 0)
+
+
+def _resolve(index: Any, requires: tuple[str, ...], cohorts: tuple[str, ...], lock_out: str | None,
+             as_json: bool) -> None:
+    """`mdq resolve --require ...`: choose versions per cohort, explain a failure, optionally write a lock."""
+    from ..versions.lock import make_lock
+    from ..versions.resolver import Requirement, ResolutionImpossible, resolve_cohorts
+
     if not requires:
         raise click.UsageError("give at least one --require NAME@RANGE")
     try:
         reqs = [Requirement.parse(r) for r in requires]
     except (ValueError, RangeError) as exc:
-        err.print(f"bad requirement: {exc}", markup=False)
-        sys.exit(2)
+        fail(f"bad requirement: {exc}", 2)
     try:
         chosen = resolve_cohorts(index, reqs, cohorts)
     except ResolutionImpossible as exc:
@@ -87,6 +97,8 @@ def resolve_cmd(index_path: str | None, requires: tuple[str, ...], cohorts: tupl
     if as_json:
         click.echo(json.dumps({"ok": True, "cohorts": chosen}, indent=2))
         return
+    from rich.table import Table
+
     for cohort, pins in chosen.items():
         table = Table(title=f"cohort {cohort}")
         table.add_column("name")
@@ -99,8 +111,7 @@ def resolve_cmd(index_path: str | None, requires: tuple[str, ...], cohorts: tupl
 
 
 def _installed(as_json: bool) -> None:
-    from ..cli import out
-    from .installed import check_installed
+    from ..versions.installed import check_installed
 
     checks = check_installed()
     bad = [c for c in checks if not c.ok]
@@ -127,7 +138,7 @@ def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
         axis, sep, version = p.partition("=")
         if not sep or not axis or not version:
             raise click.BadParameter(f"{p!r}: write AXIS=VERSION, e.g. operator=2.1.0")
-        from .ranges import is_version
+        from ..versions.ranges import is_version
         if not is_version(version):
             raise click.BadParameter(f"{p!r}: {version!r} is not a SemVer version")
         out[axis] = version
@@ -153,8 +164,7 @@ def compat_cmd(check: bool, axes: tuple[str, ...], as_json: bool, pairs: tuple[s
       mdq compat --axis operator=1.0.0,2.1.0 --axis index=3.0.0 --json
       mdq compat --check operator=2.1.0 index=3.0.0 gate=1.4.0
     """
-    from ..cli import out, registry
-    from .compat import AXES, evaluate, known_versions, matrix
+    from ..versions.compat import AXES, evaluate, known_versions, matrix
 
     reg = registry()
     if check:
@@ -180,6 +190,8 @@ def compat_cmd(check: bool, axes: tuple[str, ...], as_json: bool, pairs: tuple[s
         click.echo(json.dumps([_decision_dict(c) for c in cells], indent=2, ensure_ascii=False))
         return
     names = [a for a in list(AXES) + [a for a in versions if a not in AXES] if versions.get(a)]
+    from rich.table import Table
+
     table = Table(title=f"compatibility matrix ({len(reg.of_kind('compat_rule'))} rules)")
     for n in names + ["verdict", "why"]:
         table.add_column(n)
@@ -188,3 +200,9 @@ def compat_cmd(check: bool, axes: tuple[str, ...], as_json: bool, pairs: tuple[s
         why = "; ".join(f"{f.rule}: {f.reason}" for f in c.deciding()) or "no rule applies"
         table.add_row(*(c.versions[n] for n in names), f"[{colour[c.verdict]}]{c.verdict}[/]", why)
     out.print(table if cells else "no versions known on any axis: install plugins or pass --axis AXIS=V1,V2")
+
+
+def attach(main: click.Group) -> None:
+    """Add `mdq resolve` and `mdq compat` to the `mdq` command."""
+    main.add_command(resolve_cmd)
+    main.add_command(compat_cmd)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import MdqError
+from mdqcore.errors import MdqError
 
 
 class CalculusError(MdqError, ValueError):

@@ -5,6 +5,7 @@ chains onto the true head. The append's transaction also sends `NOTIFY mdq_ledge
 delivered only if it commits. A follower LISTENs on its own connection; on a notification it
 calls back, and the callback reads everything after the last event it has seen, so a replica
 that was disconnected catches up from the ledger itself, never from the notifications it missed.
+Readers never take the writers' lock.
 """
 
 from __future__ import annotations
@@ -12,27 +13,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from .base import GENESIS, Event, Follower, LedgerError, event_from_row, make_event, now_ts
+from mdqcore.errors import LedgerError
+from mdqcore.ledger import SQLLedger
+from mdqcore.ledger.base import Follower
+from mdqcore.ledger.sql import schema
 
 CHANNEL = "mdq_ledger"
 _LOCK_KEY = 0x6D6471  # "mdq": one advisory lock for all ledger writers
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS mdq_events (
-    seq BIGINT PRIMARY KEY,
-    ts TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    cohort TEXT NOT NULL,
-    package TEXT,
-    version TEXT,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mdq_events_package ON mdq_events(package);
-"""
 
 
 def _connect(url: str) -> Any:
@@ -47,61 +37,38 @@ def _connect(url: str) -> Any:
                           f"and that this user may connect") from None
 
 
-class PostgresLedger:
+class PostgresLedger(SQLLedger):
     """A ledger table in PostgreSQL."""
 
-    def __init__(self, url: str) -> None:
+    table = "mdq_events"
+    mark = "%s"
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.url = url
+        self.readonly = readonly
         self._conn = _connect(url)
         self._lock = threading.Lock()
+        if readonly:
+            return
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            self._conn.execute(_SCHEMA)
+            for stmt in schema(self.table, "BIGINT"):
+                self._conn.execute(stmt)
 
-    def append(self, kind: str, *, cohort: str, package: str | None = None, version: str | None = None,
-               actor: str, reason: str = "", payload: dict[str, Any] | None = None) -> Event:
-        """Append one event in a transaction serialized by an advisory lock; notify followers on commit."""
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if self.readonly:
+            raise LedgerError(f"ledger {self.url} was opened read-only")
         with self._lock, self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            row = self._conn.execute("SELECT seq, hash, ts FROM mdq_events ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev, last_ts = (row[0] + 1, row[1], row[2]) if row else (1, GENESIS, "")
-            ev = make_event(seq, prev, max(now_ts(), last_ts), kind, cohort, package, version, actor, reason,
-                            payload or {})
-            self._conn.execute(
-                "INSERT INTO mdq_events(seq, ts, kind, cohort, package, version, body, prev_hash, hash) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (seq, ev.ts, kind, cohort, package, version, ev.text, prev, ev.hash))
-            self._conn.execute(f"NOTIFY {CHANNEL}, '{seq}'")
-        return ev
+            yield self._conn.cursor()
 
-    def events(self, since: int = 0) -> Iterator[Event]:
-        """Yield events with seq > since, in order."""
-        with self._lock:
-            rows = self._conn.execute("SELECT seq, body, prev_hash, hash FROM mdq_events WHERE seq > %s ORDER BY seq",
-                                      (since,)).fetchall()
-        for seq, body, prev, h in rows:
-            try:
-                yield event_from_row(body, prev, h)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise LedgerError(f"ledger {self.url}: entry {seq} is unreadable ({exc}); run `mdq ledger verify`") from None
+    def _after_append(self, cur: Any, ev: Any) -> None:
+        cur.execute(f"NOTIFY {CHANNEL}, '{ev.seq}'")
 
-    def raw_rows(self) -> Iterator[tuple[int, str, str, str]]:
-        """Yield (seq, body text, prev_hash, hash) for verification."""
+    def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
-            rows = self._conn.execute("SELECT seq, body, prev_hash, hash FROM mdq_events ORDER BY seq").fetchall()
-        yield from rows
-
-    def state_rows(self, since: int = 0) -> Iterator[tuple[int, str, str, str, str]]:
-        """Yield (seq, ts, kind, cohort, body) of state-changing events after `since`, in order."""
-        with self._lock:
-            rows = self._conn.execute("SELECT seq, ts, kind, cohort, body FROM mdq_events WHERE seq > %s AND kind IN "
-                                      "('base', 'promoted', 'rolled_back') ORDER BY seq", (since,)).fetchall()
-        yield from rows
-
-    def head(self) -> int:
-        """Return the last sequence number (0 for an empty ledger)."""
-        with self._lock:
-            return self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM mdq_events").fetchone()[0]
+            return self._conn.execute(sql, params).fetchall()
 
     def follow(self, callback: Any, interval: float = 1.0) -> Follower:
         """LISTEN for appends from any machine; call `callback` on each, and after every reconnect."""

@@ -15,14 +15,14 @@ def propose_package(stats: dict[str, Any], state: Any = None) -> dict[str, Any]:
     """Build a package document from a stats document (see `mdq propose --help`)."""
     import numpy as np
 
-    from ..model import load_package
-    from ..model.convert import atom_from_json, atom_to_json
-    from ..model.state import atom_path
+    from mdqcore.model import load_package
+    from mdqcore.model.convert import atom_from_json, atom_to_json
+    from mdqcore.model.state import atom_path
     from .calculus import balance, clip, propose_deltas
 
     from cattrs.errors import BaseValidationError
 
-    from ..model.convert import problems_of
+    from mdqcore.model.convert import problems_of
 
     items = stats["params"]
     atoms = []
@@ -82,14 +82,13 @@ def propose(stats_path: str, out_path: str | None, ledger_url: str | None) -> No
     Example:
       mdq propose --stats stats.json --out candidate.json
     """
-    from ..cli import err
+    from mdqcore.cli.console import err, open_runtime
 
     try:
         stats = json.loads(Path(stats_path).read_text(encoding="utf-8"))
         state = None
         if ledger_url:
-            from .commands import _runtime
-            state = _runtime(ledger_url).current
+            state = open_runtime(ledger_url).current
         doc = propose_package(stats, state)
     except (ValueError, KeyError, TypeError) as exc:
         err.print(f"cannot propose from {stats_path}: {type(exc).__name__}: {exc}", markup=False)

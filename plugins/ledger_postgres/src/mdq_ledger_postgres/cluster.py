@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from .base import LedgerError
+from mdqcore.errors import LedgerError
 
 
 class LocalCluster:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mdqcore import DocumentError
-from mdqcore.runtime.ekb import EKB
+from mdq_flexattn.ekb import EKB
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from mdqcore.runtime.calculus import (
+from mdq_calculus.calculus import (
     CalculusError, balance, clip, commutator_norms, commutator_penalty, propose_deltas, quantize,
 )
-from mdqcore.runtime.calculus_cli import propose_package
+from mdq_calculus.commands import propose_package
 
 
 def test_quantize_worked_example():
@@ -91,3 +91,25 @@ def test_propose_builds_a_reversible_package(core_registry, ledger):
     stats["params"][0]["v"] = 100.0
     stats["eta"] = 5.0
     assert load_package(propose_package(stats, state)).atoms[0].delta == pytest.approx(0.7)  # clipped to 1.0
+
+
+def test_propose_cli(tmp_path, mdq_cli_plugins):
+    import json
+
+    from click.testing import CliRunner
+
+    from mdqcore.cli import main
+
+    mdq_cli_plugins("calculus")
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"name": "mdq.gate.tune", "semver": "0.1.0", "beta": 0.5, "eta": 0.05, "params": [
+        {"atom": {"type": "Gate", "gate": "budget", "param": "ceiling"}, "v": 0.3}]}))
+    r = CliRunner().invoke(main, ["propose", "--stats", str(stats)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["atoms"] == [{"type": "Gate", "gate": "budget", "param": "ceiling", "delta": 0.05}]
+    assert doc["rollback"]["inverse"][0]["delta"] == -0.05
+    stats.write_text('{"params": [{"atom": {"type": "Op"}, "v": 1}]}')
+    assert CliRunner().invoke(main, ["propose", "--stats", str(stats)]).exit_code == 2
+    r = CliRunner().invoke(main, ["propose", "--help"])
+    assert r.exit_code == 0 and "Example" in r.output
