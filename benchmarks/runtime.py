@@ -85,8 +85,9 @@ def sqlite_append_rows(tmp: Path, n: int) -> list[dict]:
 
 
 def postgres_append_rows(n: int) -> list[dict]:
-    from mdqcore.ledger.base import LedgerError
-    from mdqcore.ledger.pgcluster import LocalCluster
+    from mdq_ledger_postgres import LocalCluster
+
+    from mdqcore.errors import LedgerError
 
     try:
         cluster = LocalCluster()
@@ -95,7 +96,7 @@ def postgres_append_rows(n: int) -> list[dict]:
     try:
         import psycopg
 
-        from mdqcore.ledger.postgres import PostgresLedger
+        from mdq_ledger_postgres import PostgresLedger
         led = PostgresLedger(cluster.fresh_url())
         t0 = time.perf_counter()
         for i in range(n):

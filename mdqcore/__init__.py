@@ -7,13 +7,24 @@ from .errors import (
     PolicyError, Problem, RegistrationError, Rejected, SignatureError, UnknownCapabilityError,
 )
 from .hookspecs import KINDS, hookimpl
-from .model import (
-    ATOM_TYPES, Atom, Gate, GateResult, Idx, Kpi, Len, MdqPackage, Op, Provenance, Rollback,
-    canonical_json, load_package, package_schema,
-)
-from .model.state import ControlState
 from .plugins import PluginInfo, load as load_plugins
 from .registry import Capability, Registry
+
+# the models (and cattrs behind them) load on first use: registering plugins and `mdq --help` need neither
+_MODEL = {"ATOM_TYPES", "Atom", "Gate", "GateResult", "Idx", "Kpi", "Len", "MdqPackage", "Op", "Provenance",
+          "Rollback", "canonical_json", "load_package", "package_schema"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MODEL:
+        from . import model
+
+        return getattr(model, name)
+    if name == "ControlState":
+        from .model.state import ControlState
+
+        return ControlState
+    raise AttributeError(f"module 'mdqcore' has no attribute {name!r}")
 
 try:
     __version__ = version("mdqcore")

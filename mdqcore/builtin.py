@@ -1,7 +1,8 @@
 """The kernel's own plugin ("core"): generic index features, the standard gates, the SQLite ledger.
 
-It is found through mdqcore's own entry point like any other plugin, so `MDQ_PLUGINS=` turns it
-off too and tests can load it in isolation.
+It is found through mdqcore's own entry point like any other plugin and always loads first;
+`MDQ_PLUGINS=-core` turns it off, and tests can load it in isolation. Everything it registers is
+a reference, so loading it imports neither the models nor SQLite.
 """
 
 from __future__ import annotations
@@ -9,58 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .hookspecs import hookimpl
-from .model import GateResult, Idx, MdqPackage
-from .model.state import ControlState, atom_path
 
 # feature -> semiring: weights add up (idf boosts) or keep the strongest evidence (membership)
 FEATURES = {"idf": "sum", "alias": "max", "synonym": "max", "regex": "max", "vector": "max", "blacklist": "max"}
-
-
-def _requested(atom: Any, state: ControlState | None) -> float | None:
-    cur = state.get(atom_path(atom)) if state is not None else None
-    if isinstance(atom.value, bool) or isinstance(cur, bool):
-        return None
-    if atom.value is not None:
-        return float(atom.value)
-    return (cur or 0.0) + atom.delta
-
-
-def legal(package: MdqPackage, state: ControlState | None) -> GateResult:
-    """Refuse a package any of whose parameter changes would need clipping to stay admissible."""
-    out = []
-    for i, a in enumerate(package.atoms):
-        if isinstance(a, Idx) or state is None:
-            continue
-        b = state.bound(atom_path(a))
-        v = _requested(a, state)
-        if b is not None and v is not None and not (b[0] <= v <= b[1]):
-            out.append(f"$.atoms[{i}] asks {'/'.join(atom_path(a)[1:])} = {v:g}, outside [{b[0]:g}, {b[1]:g}]")
-    return GateResult.refused("; ".join(out)) if out else GateResult.passed("every change stays admissible")
-
-
-def budget(package: MdqPackage, state: ControlState | None) -> GateResult:
-    """Refuse a package whose total change (sum of |delta|) exceeds the budget ceiling."""
-    ceiling = state.param("Gate", "budget", "ceiling", 1.0) if state is not None else 1.0
-    total = 0.0
-    for a in package.atoms:
-        if a.delta is not None:
-            total += abs(a.delta)
-        elif not isinstance(a.value, bool):
-            cur = state.get(atom_path(a)) if state is not None else None
-            total += abs(float(a.value) - (cur or 0.0)) if not isinstance(cur, bool) else 0.0
-    if total > ceiling:
-        return GateResult.refused(f"total change {total:g} exceeds the budget ceiling {ceiling:g} "
-                                  f"(raise it with a Gate atom on budget/ceiling, or split the package)")
-    return GateResult.passed(f"total change {total:g} <= {ceiling:g}")
-
-
-def blacklist(package: MdqPackage, state: ControlState | None) -> GateResult:
-    """Refuse a package that adds or boosts index entries for blacklisted segments."""
-    bad = sorted({a.seg for a in package.atoms if isinstance(a, Idx) and a.feature != "blacklist"
-                  and state is not None and state.index("blacklist", a.seg) > 0})
-    if bad:
-        return GateResult.refused(f"blacklisted segments: {', '.join(bad)}")
-    return GateResult.passed("no blacklisted segment")
 
 
 @hookimpl
@@ -73,9 +25,9 @@ def register_index_features(register: Any) -> None:
 @hookimpl
 def register_gates(register: Any) -> None:
     """Register the standard hard gates."""
-    register("legal", legal, version="1.0.0")
-    register("budget", budget, version="1.0.0", params={"ceiling": (0.0, 1e9)}, defaults={"ceiling": 1.0})
-    register("blacklist", blacklist, version="1.0.0")
+    register("legal", "mdqcore.gates:legal", version="1.0.0")
+    register("budget", "mdqcore.gates:budget", version="1.0.0", params={"ceiling": (0.0, 1e9)}, defaults={"ceiling": 1.0})
+    register("blacklist", "mdqcore.gates:blacklist", version="1.0.0")
 
 
 @hookimpl

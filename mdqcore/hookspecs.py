@@ -13,10 +13,10 @@ metadata TypedDict below: an unknown key or a value of the wrong type is a regis
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Required, TypedDict
 
 import pluggy
-from attrs import frozen
 
 PROJECT = "mdq"
 
@@ -30,15 +30,15 @@ Intervals = Mapping[str, tuple[float, float]]
 class OperatorMeta(TypedDict, total=False):
     """Metadata of an operator: its tunable parameters."""
 
-    params: Required[Intervals]  # parameter -> admissible closed interval; Op atoms are clipped into it
+    params: Required[Intervals]  # parameter -> admissible closed interval an Op atom must stay inside
     defaults: Mapping[str, float]  # parameter -> starting value (else the interval's lower end)
 
 
 class LengthPolicyMeta(TypedDict, total=False):
     """Metadata of a length policy."""
 
-    params: Intervals
-    defaults: Mapping[str, float]
+    params: Intervals  # parameter -> admissible closed interval (Lh_max, Lp_max, lambda_h, ...)
+    defaults: Mapping[str, float]  # parameter -> starting value
     default: bool  # Len atoms without a `policy` change this one
 
 
@@ -52,8 +52,8 @@ class IndexFeatureMeta(TypedDict, total=False):
 class GateMeta(TypedDict, total=False):
     """Metadata of a gate: its thresholds."""
 
-    params: Intervals
-    defaults: Mapping[str, float]
+    params: Intervals  # threshold -> admissible closed interval; Gate atoms change them
+    defaults: Mapping[str, float]  # threshold -> starting value
 
 
 class EvaluatorMeta(TypedDict, total=False):
@@ -85,7 +85,7 @@ class PipelineMeta(TypedDict, total=False):
     help: str
 
 
-@frozen
+@dataclass(frozen=True)
 class Kind:
     """One capability kind: the hook that fills it, its metadata, and what `obj` must be."""
 

@@ -18,11 +18,11 @@ import difflib
 import os
 import traceback
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 import pluggy
-from attrs import define, field
 
 from . import hookspecs
 from .errors import MdqError, PluginError
@@ -34,7 +34,7 @@ ENV = "MDQ_PLUGINS"
 CORE = "core"
 
 
-@define
+@dataclass
 class PluginInfo:
     """What the loader knows about one plugin: where it came from and whether it works."""
 
@@ -43,8 +43,8 @@ class PluginInfo:
     version: str | None = None
     status: str = "ok"  # "ok" or "broken"
     error: str | None = None
-    capabilities: list[Capability] = field(factory=list)
-    commands: list[str] = field(factory=list)  # command names a broken plugin had registered before it failed
+    capabilities: list[Capability] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # command names a broken plugin had registered before it failed
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary (capabilities grouped by kind)."""

@@ -10,7 +10,7 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from attrs import define, field
+from dataclasses import dataclass, field
 
 from .errors import DuplicateCapabilityError, LazyReferenceError, RegistrationError, UnknownCapabilityError
 from .hookspecs import KINDS, Kind
@@ -71,7 +71,7 @@ def check_meta(kind: Kind, name: str, meta: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-@define(eq=False)
+@dataclass(eq=False)
 class Capability:
     """A registered capability: what it is, who gave it, at which version; `obj` resolves a lazy reference."""
 
@@ -81,7 +81,7 @@ class Capability:
     plugin: str
     distribution: str | None
     version: str | None
-    meta: Mapping[str, Any] = field(factory=dict, repr=False)
+    meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
     _obj: Any = field(default=None, init=False, repr=False)
 
     @property

@@ -48,18 +48,19 @@ def mdq_load_plugin() -> Callable[..., Registry]:
 
 @pytest.fixture
 def mdq_cli_plugins(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Give a function limiting the `mdq` CLI to the named plugins (MDQ_PLUGINS), with a fresh registry.
+    """Give use(*names) limiting the `mdq` CLI to the named plugins (MDQ_PLUGINS; core implied), freshly loaded.
 
+    Names may be given as separate arguments or comma-separated: use("core", "acme") == use("core,acme").
     The CLI loads plugins once per process; this clears that cache before and after the test.
     """
-    from . import cli
+    from .cli import console
 
-    def use(names: str) -> None:
-        monkeypatch.setenv("MDQ_PLUGINS", names)
-        cli.registry.cache_clear()
+    def use(*names: str) -> None:
+        monkeypatch.setenv("MDQ_PLUGINS", ",".join(n.strip() for arg in names for n in arg.split(",") if n.strip()))
+        console.registry.cache_clear()
 
     yield use
-    cli.registry.cache_clear()
+    console.registry.cache_clear()
 
 
 def run_readme_python(readme: Path, workdir: Path) -> tuple[int, str]:

@@ -43,3 +43,15 @@ def test_tutorial_plugin_builds_loads_and_its_test_passes(tmp_path, monkeypatch)
         assert r.stdout == "hello, Ada\n", r.stderr
     finally:
         sys.modules.pop("mdq_hello", None)
+
+
+def test_testing_guide_examples_pass(tmp_path):
+    # docs/testing.md documents every fixture with an example; the examples are one test file
+    doc = DOC.parent / "testing.md"
+    for name, append, body in FENCE.findall(doc.read_text(encoding="utf-8")):
+        f = tmp_path / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text((f.read_text() if append else "") + body, encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "tests")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout + r.stderr

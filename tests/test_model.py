@@ -28,12 +28,9 @@ def test_seed_example_loads_as_written():
     assert pkg.kpi.target == {"w_nc_drop": 0.3}
 
 
-def test_seed_block_in_shared_seeds_loads():
-    seeds = ROOT.parent / "shared" / "SEEDS.md"
-    if not seeds.exists():
-        pytest.skip("../shared/SEEDS.md is not beside this checkout")
-    block = re.search(r"```json\n(.*?)```", seeds.read_text(), re.S).group(1)
-    assert mdqcore.load_package(block).name == "mdq.idx.ifu.idf-boost"
+def test_reference_example_in_concepts_doc_loads():
+    block = re.search(r"```json\n(.*?)```", (ROOT / "docs" / "concepts.md").read_text(encoding="utf-8"), re.S).group(1)
+    assert mdqcore.load_package(block) == mdqcore.load_package(ROOT / "examples" / "idf-boost.json")
 
 
 def _with(**changes):

@@ -35,3 +35,12 @@ def test_broken_plugin_fails_loudly_unless_allowed():
 
 def test_registry_fixture_is_empty(mdq_registry):
     assert len(mdq_registry) == 0 and mdq_registry.plugins == {}
+
+
+@pytest.mark.parametrize("names", [("core", "template"), ("core,template",), (" template ",)])
+def test_cli_plugins_fixture_accepts_several_names(mdq_cli_plugins, names):
+    # issue #18: mdq_cli_plugins("core", "acme") used to fail with a TypeError
+    from mdqcore.cli import registry
+
+    mdq_cli_plugins(*names)
+    assert set(registry().plugins) == {"core", "template"}

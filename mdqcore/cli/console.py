@@ -13,14 +13,27 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
 
 from ..plugins import load as load_plugins
 from ..registry import Registry
 
-_WIDTH = None if sys.stdout.isatty() else 160  # pipes and CI logs get wide tables, not 80 columns
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _LazyConsole:
+    """A rich Console made on first use: `mdq --help` and most commands never pay for importing rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options, self._console = options, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False, soft_wrap=True, **self._options)
+        return getattr(self._console, name)
+
+
+out = _LazyConsole(width=None if sys.stdout.isatty() else 160)  # pipes and CI logs get wide tables, not 80 columns
+err = _LazyConsole(stderr=True)
 
 LEDGER_OPT = click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
                           help="Ledger: a path, sqlite:///PATH or postgresql://... (default: MDQ_LEDGER, "

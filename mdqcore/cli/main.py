@@ -63,7 +63,12 @@ class MdqGroup(click.Group):
                 rows.append((name, self.commands[name].get_short_help_str(limit=formatter.width)))
                 continue
             cap = reg.find("command", name)
-            rows.append((name, cap.meta.get("help", "") if cap else "(unavailable: its plugin is broken)"))
+            if cap is None:
+                rows.append((name, "(unavailable: its plugin is broken)"))
+            elif cap.lazy:  # the registered one-liner: importing the command only to describe it is what made --help slow
+                rows.append((name, cap.meta.get("help", "")))
+            else:
+                rows.append((name, getattr(cap.obj, "get_short_help_str", lambda **_: "")(limit=formatter.width)))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

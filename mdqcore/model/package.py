@@ -1,4 +1,4 @@
-"""MdqPackage: a versioned, signed, reversible bundle of atoms (SEEDS.md §1, "MDQ-pkg")."""
+"""MdqPackage: a versioned, signed, reversible bundle of atoms (docs/concepts.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The MDQ calculus (SEEDS.md §1): quantize a proposed change, penalize non-commuting operators,
+"""The MDQ calculus (docs/concepts.md §5): quantize a proposed change, penalize non-commuting operators,
 clip to admissible intervals, and solve the multi-objective balance point.
 
     Q(v)     = sgn(v) * min(|v|**beta, eta)                       beta < 1: sub-linear steps; eta caps risk
