@@ -119,6 +119,10 @@ class LedgerError(MdqError):
     """The ledger cannot be read, written or trusted; says which entry and what to do."""
 
 
+class NoLedgerError(LedgerError):
+    """A reader was pointed at a ledger that does not exist (nothing was created)."""
+
+
 class ConflictError(LedgerError):
     """A compare-and-swap append lost the race: the cohort moved on since the change was planned."""
 

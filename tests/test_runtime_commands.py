@@ -19,7 +19,11 @@ def env(tmp_path):
 
 
 @pytest.fixture
-def seed(tmp_path):
+def seed(tmp_path, run, env):
+    """The seed package, and a ledger whose policy lets shadow analysis be skipped (core loads no evaluator)."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"allow_skip_shadow": True}))
+    assert run("policy", "set", str(policy), "--reason", "tests without evaluators", env=env).exit_code == 0
     f = tmp_path / "seed.json"
     f.write_text(json.dumps(SEED, ensure_ascii=False), encoding="utf-8")
     return str(f)
@@ -36,7 +40,8 @@ def test_apply_show_replay_log_rollback(run, env, seed):
     assert shown == run("ledger", "replay", "--json", env=env).output
     assert json.loads(shown)["index"]["idf"]["神经氨酸酶"] == 0.07
     log = _events(run, env)
-    assert [e["kind"] for e in log] == ["base", "received", "staged", "shadow_passed", "canary_started", "promoted"]
+    assert [e["kind"] for e in log] == ["genesis", "base", "policy", "received", "staged", "shadow_skipped",
+                                        "canary_started", "promoted"]
     assert run("ledger", "log", "--package", "mdq.idx.ifu.idf-boost", env=env).exit_code == 0
     again = run("pkg", "apply", seed, "--yes", env=env)
     assert again.exit_code == 1 and "already active" in again.output
@@ -66,17 +71,21 @@ def test_every_malformed_package_leaves_one_rejected_event_and_no_change(run, en
     assert r.exit_code == 2 and f"@ {path}" in r.output and "Traceback" not in r.output
     after = _events(run, env)
     new = [e["kind"] for e in after[len(before):]]
+    if label in ("non-finite number", "NaN"):  # as text, NaN and Infinity are refused already by the JSON reader
+        message = "is not a JSON number"
     assert new == ["received", "rejected"] and message in after[-1]["reason"]
+    assert "atoms" not in json.dumps(after[-2]["payload"])  # the malformed text is stored as its hash and size only
     assert run("state", "show", "--json", env=env).output == before_state
 
 
 def test_verify_names_a_corrupted_row(run, env, seed):
     run("pkg", "apply", seed, "--yes", env=env)
     db = sqlite3.connect(env["MDQ_LEDGER"])
+    db.execute("DROP TRIGGER events_no_update")  # an adversary with write access to the file
     db.execute("UPDATE events SET body = replace(body, '0.07', '0.7') WHERE kind = 'promoted'")
     db.commit()
     r = run("ledger", "verify", env=env)
-    assert r.exit_code == 1 and "entry 6 (promoted mdq.idx.ifu.idf-boost)" in r.output
+    assert r.exit_code == 1 and "entry 8 (promoted mdq.idx.ifu.idf-boost)" in r.output
 
 
 def test_keys_gen_trust_sign_apply(run, env, seed, tmp_path):
@@ -86,6 +95,12 @@ def test_keys_gen_trust_sign_apply(run, env, seed, tmp_path):
     pub = next((tmp_path / "k").glob("*.pub"))
     assert "public key" in out
     assert run("keys", "trust", str(pub), env=env).exit_code == 0
+    r = run("pkg", "apply", seed, "--yes", env=env)
+    # the policy in effect was set unsigned before a key was trusted: fail closed until a trusted key signs it
+    assert r.exit_code == 2 and "the policy in effect is unsigned" in r.output
+    policy = tmp_path / "policy.json"
+    assert run("policy", "set", str(policy), "--reason", "signed now", env=env).exit_code == 2  # unsigned: refused
+    assert run("policy", "set", str(policy), "--key", str(pem), "--reason", "signed now", env=env).exit_code == 0
     r = run("pkg", "apply", seed, "--yes", env=env)
     assert r.exit_code == 1 and "unsigned" in r.output
     assert run("keys", "sign", seed, "--key", str(pem), env=env).exit_code == 0

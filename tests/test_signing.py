@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 import mdqcore
-from mdqcore.runtime.signing import SignatureError, TrustPolicy, generate, load_private, load_public, sign
+from mdqcore.signing import SignatureError, TrustPolicy, generate, load_private, load_public, sign
 
 
 def _pkg():

@@ -32,9 +32,19 @@ def test_identical_atoms_merge_idempotently():
     assert diff == [(("index", "idf", "x"), None, 0.1)]
 
 
-def test_values_are_clipped_into_admissible_intervals():
-    s, _ = BASE.apply([Op("L", "lambda_lex", delta=5.0), Len("Lp_max", value=1.0)])
-    assert s.param("Op", "L", "lambda_lex") == 1.0 and s.param("Len", "", "Lp_max") == 3.0
+def test_values_outside_admissible_intervals_are_refused_not_clipped():
+    # issue #16: an Op value of 5.0 on a parameter bounded to [0, 2] was silently stored as 2.0
+    with pytest.raises(PackageError) as exc:
+        BASE.apply([Op("L", "lambda_lex", delta=5.0), Len("Lp_max", value=1.0)])
+    text = str(exc.value)
+    assert "Op/L/lambda_lex would become 5.3, outside its admissible interval [0, 1]" in text and "@ $.atoms[0]" in text
+    assert "Len//Lp_max would become 1, outside its admissible interval [3, 8]" in text and "@ $.atoms[1]" in text
+
+
+def test_overflow_to_infinity_is_refused():
+    # issue #16: deltas of 1e308 and 1.7e308 overflowed an index entry to inf, which the ledger stored as null
+    with pytest.raises(PackageError, match="idf/x would become inf"):
+        BASE.apply([Idx("idf", "x", delta=1e308), Idx("idf", "x", delta=1.7e308)])
 
 
 def test_priority_order_tests_then_length_then_lexical():

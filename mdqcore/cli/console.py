@@ -90,5 +90,23 @@ def open_runtime(ledger_url: str | None, trust_path: str | None = None, actor: s
         fail(str(exc), 2)
 
 
+def print_state(s: Any, cohort: str, as_json: bool) -> None:
+    """Print a control state as canonical JSON, or as a table of paths and values."""
+    import json
+
+    if as_json:
+        click.echo(s.canonical())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"control state, cohort {cohort} ({len(s)} entries)")
+    for c in ("path", "value"):
+        table.add_column(c)
+    for path in sorted(s.data, key=lambda p: tuple(map(str, p))):
+        v = s.data[path]
+        table.add_row("/".join(path), v["version"] if path[0] == "package" else json.dumps(v, ensure_ascii=False))
+    out.print(table)
+
+
 __all__ = ["LEDGER_OPT", "TRUST_OPT", "default_trust_path", "err", "fail", "open_ledger", "open_runtime", "out",
-           "registry"]
+           "print_state", "registry"]

@@ -1,63 +1,84 @@
-"""`mdq pkg apply|rollback`, `mdq state`, `mdq ledger`, `mdq keys`."""
+"""`mdq pkg apply|rollback`, `mdq state show`, `mdq policy show|set`, `mdq keys`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .console import LEDGER_OPT, TRUST_OPT, default_trust_path, fail, open_ledger, open_runtime, out
+from .console import LEDGER_OPT, TRUST_OPT, default_trust_path, fail, open_ledger, open_runtime, out, print_state
 
 
 @click.command("apply")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--cohort", default="default", show_default=True, help="Cohort (gray group) to change.")
-@click.option("--canary", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="Canary fraction.")
+@click.option("--canary", type=click.FloatRange(0, 1), help="Canary fraction (default: the policy's).")
 @click.option("--inputs", type=click.Path(dir_okay=False), help="JSONL of recorded inputs for shadow / canary KPIs.")
-@click.option("--rollback", "allow_downgrade", is_flag=True, help="Allow replacing a newer active version (explicit downgrade).")
+@click.option("--rollback", "allow_downgrade", is_flag=True,
+              help="Allow an older or rolled-back version (an explicit downgrade; needs --reason).")
+@click.option("--reason", help="Why; recorded in the ledger (required with --rollback).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @LEDGER_OPT
 @TRUST_OPT
-def pkg_apply(file: str, cohort: str, canary: float, inputs: str | None, allow_downgrade: bool, yes: bool,
-              ledger_url: str | None, trust_path: str | None) -> None:
+def pkg_apply(file: str, cohort: str, canary: float | None, inputs: str | None, allow_downgrade: bool,
+              reason: str | None, yes: bool, ledger_url: str | None, trust_path: str | None) -> None:
     """Hot-plug an MDQ package: check -> stage -> shadow -> canary -> promote, or roll back.
 
-    Every step is written to the ledger. Exit 0 promoted; 1 rejected or rolled back (state
-    unchanged); 2 malformed package.
+    Every step is written to the ledger. The operator policy (`mdq policy show`) decides the
+    mandatory gates, the KPI ceilings and how many recorded inputs shadow analysis needs.
+    Exit 0 promoted; 1 rejected or rolled back (state unchanged); 2 malformed package, or a
+    package that names what no installed plugin declares, or a ledger / trust problem.
 
     \b
     Example:
-      mdq pkg apply examples/idf-boost.json --canary 0.1 --yes
+      mdq pkg apply examples/idf-boost.json --inputs examples/inputs.jsonl --yes
     """
-    from ..errors import DocumentError
+    from ..errors import DocumentError, LedgerError, PolicyError, Rejected
     from ..model import load_package
-    from ..errors import Rejected
+    from ..runtime import check_against
 
     rt = open_runtime(ledger_url, trust_path)
     try:
-        pkg = load_package(file)
-    except DocumentError as exc:
-        rt.ledger.append("received", cohort=cohort, actor=rt.actor, reason=f"malformed package {file}",
-                         payload={"file": str(file)})
-        rt.ledger.append("rejected", cohort=cohort, actor=rt.actor, reason=str(exc), payload={})
-        fail(str(exc), 2)
-    records: list[dict] = []
-    if inputs:
+        limits = rt.policy.limits
         try:
-            records = [json.loads(line) for line in Path(inputs).read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, ValueError) as exc:
-            fail(f"cannot read inputs {inputs}: {exc}", 2)
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"apply {pkg.ref} ({len(pkg.atoms)} atoms) to cohort {cohort!r}?", abort=True)
-    try:
-        res = rt.apply(pkg, cohort=cohort, canary=canary, inputs=records, allow_downgrade=allow_downgrade)
+            pkg = load_package(file, limits=limits)
+            check_against(rt.registry, pkg, rt.base, source=file)
+        except DocumentError as exc:
+            raw = Path(file).read_bytes() if Path(file).is_file() else b""
+            seen = {"file": str(file), "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}  # never the text
+            rt.ledger.append("received", cohort=cohort, actor=rt.actor, reason=f"malformed package {file}", payload=seen)
+            rt.ledger.append("rejected", cohort=cohort, actor=rt.actor, reason=str(exc),
+                             payload={"problems": [str(p) for p in exc.problems][:100]})
+            fail(str(exc), 2)
+        records = _inputs(inputs)
+        if not yes and sys.stdin.isatty():
+            click.confirm(f"apply {pkg.ref} ({len(pkg.atoms)} atoms) to cohort {cohort!r}?", abort=True)
+        res = rt.apply(pkg, cohort=cohort, canary=canary, inputs=records, allow_downgrade=allow_downgrade,
+                       reason=reason)
     except Rejected as exc:
         fail(str(exc), 1)
+    except (LedgerError, PolicyError) as exc:
+        fail(str(exc), 2)
+    finally:
+        rt.ledger.close()
     out.print(f"[green]promoted[/] {res.package} in cohort {res.cohort}: {res.changes} changes (ledger #{res.seq})")
+
+
+def _inputs(path: str | None) -> list[dict[str, Any]]:
+    if not path:
+        return []
+    try:
+        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read inputs {path}: {exc}", 2)
+    bad = [i for i, r in enumerate(rows, 1) if not isinstance(r, dict)]
+    if bad:
+        fail(f"inputs {path}: line {bad[0]} is not a JSON object", 2)
+    return rows
 
 
 @click.command("rollback")
@@ -66,25 +87,32 @@ def pkg_apply(file: str, cohort: str, canary: float, inputs: str | None, allow_d
 @click.option("--reason", default="operator asked", show_default=True)
 @LEDGER_OPT
 def pkg_rollback(name: str, cohort: str, reason: str, ledger_url: str | None) -> None:
-    """Undo an active package NAME in one cohort; the inverse is recorded in the ledger.
+    """Undo an active package NAME in one cohort, exactly; the change is recorded in the ledger.
+
+    The state afterwards is what it would be had the package never been applied, whatever was
+    applied after it. The version is remembered as rolled back: applying it again needs --rollback.
 
     \b
     Example:
       mdq pkg rollback mdq.idx.ifu.idf-boost --reason "recall dropped"
     """
-    from ..errors import Rejected
+    from ..errors import LedgerError, Rejected
 
     rt = open_runtime(ledger_url)
     try:
         seq = rt.rollback(name, cohort=cohort, reason=reason)
     except Rejected as exc:
         fail(str(exc), 1)
+    except LedgerError as exc:
+        fail(str(exc), 2)
+    finally:
+        rt.ledger.close()
     out.print(f"[yellow]rolled back[/] {name} in cohort {cohort} (ledger #{seq})")
 
 
 @click.group("state")
 def state() -> None:
-    """Inspect the live control state.
+    """Inspect the live control state (read-only).
 
     \b
     Example:
@@ -97,111 +125,94 @@ def state() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Canonical JSON (identical to `mdq ledger replay --json`).")
 @LEDGER_OPT
 def state_show(cohort: str, as_json: bool, ledger_url: str | None) -> None:
-    """Show one cohort's active state: packages, parameters and index entries.
+    """Show one cohort's state as the ledger records it: packages, parameters and index entries.
 
     \b
     Example:
       mdq state show --cohort canary
     """
-    from ..ledger import replay_ledger
-    from ..model.state import ControlState
-
-    states = replay_ledger(open_ledger(ledger_url, readonly=True))
-    _print_state(states.get(cohort) or states.get("default") or ControlState(), cohort, as_json)
-
-
-def _print_state(s: Any, cohort: str, as_json: bool) -> None:
-    
-    if as_json:
-        click.echo(s.canonical())
-        return
-    from rich.table import Table  # only when printing: plugins import this module for its options
-
-    table = Table(title=f"control state, cohort {cohort} ({len(s)} entries)")
-    for c in ("path", "value"):
-        table.add_column(c)
-    for path in sorted(s.data, key=lambda p: tuple(map(str, p))):
-        v = s.data[path]
-        table.add_row("/".join(path), v["version"] if path[0] == "package" else json.dumps(v, ensure_ascii=False))
-    out.print(table)
-
-
-@click.group("ledger")
-def ledger() -> None:
-    """Read, verify and replay the append-only ledger.
-
-    \b
-    Examples:
-      mdq ledger log --package mdq.idx.ifu.idf-boost
-      mdq ledger verify
-      mdq ledger replay --at 2026-11-22T18:00:00Z --json
-    """
-
-
-@ledger.command("log")
-@click.option("--package", help="Only events of this package.")
-@click.option("--json", "as_json", is_flag=True)
-@LEDGER_OPT
-def ledger_log(package: str | None, as_json: bool, ledger_url: str | None) -> None:
-    """List ledger events: who, when, what, why.
-
-    \b
-    Example:
-      mdq ledger log --package mdq.idx.ifu.idf-boost --json
-    """
-    events = [e for e in open_ledger(ledger_url, readonly=True).events() if package is None or e.package == package]
-    if as_json:
-        click.echo(json.dumps([e.as_dict() for e in events], indent=2, ensure_ascii=False))
-        return
-    from rich.table import Table
-
-    table = Table(title=f"ledger ({len(events)} events)")
-    for c in ("#", "time", "event", "cohort", "package", "actor", "reason"):
-        table.add_column(c)
-    for e in events:
-        pkg = f"{e.package}@{e.version}" if e.package else "-"
-        table.add_row(str(e.seq), e.ts, e.kind, e.cohort, pkg, e.actor, e.reason[:120])
-    out.print(table)
-
-
-@ledger.command("verify")
-@LEDGER_OPT
-def ledger_verify(ledger_url: str | None) -> None:
-    """Check the hash chain; name the first broken entry (exit 1).
-
-    \b
-    Example:
-      mdq ledger verify --ledger /var/lib/mdq/ledger.sqlite
-    """
-    from ..ledger import verify
-
-    rep = verify(open_ledger(ledger_url, readonly=True))
-    if not rep.ok:
-        fail(f"ledger broken after {rep.checked - 1} good entries: {rep.problem}", 1)
-    out.print(f"[green]ledger ok[/]: {rep.checked} entries, hash chain intact")
-
-
-@ledger.command("replay")
-@click.option("--at", "at", help="ISO 8601 time (default: now).")
-@click.option("--cohort", default="default", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@LEDGER_OPT
-def ledger_replay(at: str | None, cohort: str, as_json: bool, ledger_url: str | None) -> None:
-    """Rebuild the state active at a past moment from the ledger alone.
-
-    \b
-    Example:
-      mdq ledger replay --at 2026-11-22T18:00:00Z --json
-    """
     from ..errors import LedgerError
     from ..ledger import replay_ledger
-    from ..model.state import ControlState
 
     try:
-        states = replay_ledger(open_ledger(ledger_url, readonly=True), at=at)
+        states = replay_ledger(open_ledger(ledger_url, readonly=True))
     except LedgerError as exc:
         fail(str(exc), 2)
-    _print_state(states.get(cohort) or states.get("default") or ControlState(), cohort, as_json)
+    print_state(states.get(cohort) or states["default"], cohort, as_json)
+
+
+@click.group("policy")
+def policy() -> None:
+    """Show or set the operator policy every package must pass (recorded, signed, in the ledger).
+
+    \b
+    Example:
+      mdq policy show --json > policy.json && mdq policy set policy.json --key keys/mdq-<id>.pem
+    """
+
+
+@policy.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@LEDGER_OPT
+@TRUST_OPT
+def policy_show(as_json: bool, ledger_url: str | None, trust_path: str | None) -> None:
+    """Print the policy in effect (or the defaults, when none was set); exit 2 if it cannot be trusted.
+
+    \b
+    Example:
+      mdq policy show --json
+    """
+    from ..errors import LedgerError, NoLedgerError, PolicyError, SignatureError
+    from ..ledger import open_ledger as _open
+    from ..runtime import Policy, Runtime, TrustPolicy
+    from .console import registry
+
+    try:
+        trust = TrustPolicy.load(trust_path) if trust_path else TrustPolicy.load_default(default_trust_path())
+        pol = Runtime(registry(), _open(ledger_url, registry(), readonly=True), trust=trust).policy
+    except NoLedgerError:
+        pol = None
+    except (LedgerError, PolicyError, SignatureError) as exc:
+        fail(str(exc), 2)
+
+    doc = (pol or Policy()).to_json()
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    out.print(("the policy in effect" if pol else "no policy set: the defaults apply") + ":")
+    out.print(json.dumps(doc, indent=2, ensure_ascii=False), markup=False)
+
+
+@policy.command("set")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, exists=True),
+              help="Sign with this private key (required once any key is trusted).")
+@click.option("--reason", required=True, help="Why the policy changes; recorded in the ledger.")
+@LEDGER_OPT
+@TRUST_OPT
+def policy_set(file: str, key_path: str | None, reason: str, ledger_url: str | None, trust_path: str | None) -> None:
+    """Make FILE (JSON; keys as `mdq policy show --json` prints) the policy in effect for every cohort.
+
+    Unknown keys, wrong types and a policy that would lock every package out (unsigned while
+    keys are trusted) are refused with exit 2; nothing is recorded then.
+
+    \b
+    Example:
+      mdq policy set policy.json --key keys/mdq-0123abcd.pem --reason "mandatory blacklist gate"
+    """
+    from ..errors import DocumentError, LedgerError, PolicyError, SignatureError
+    from ..model import parse_json
+    from ..signing import load_private
+
+    rt = open_runtime(ledger_url, trust_path)
+    try:
+        doc = parse_json(Path(file).read_bytes(), source=file)
+        seq = rt.set_policy(doc, load_private(key_path) if key_path else None, reason)
+    except (DocumentError, PolicyError, SignatureError, LedgerError) as exc:
+        fail(str(exc), 2)
+    finally:
+        rt.ledger.close()
+    out.print(f"policy set (ledger #{seq})")
 
 
 @click.group("keys")
@@ -223,7 +234,7 @@ def keys_gen(directory: str) -> None:
     Example:
       mdq keys gen --out keys/
     """
-    from ..runtime.signing import generate
+    from ..signing import generate
 
     path, pub = generate(directory)
     out.print(f"private key: {path}\npublic key:  {pub}")
@@ -242,7 +253,7 @@ def keys_sign(file: str, key_path: str, out_path: str | None) -> None:
     """
     from ..errors import DocumentError
     from ..model import load_package, unstructure
-    from ..runtime.signing import SignatureError, load_private, sign
+    from ..signing import SignatureError, load_private, sign
 
     try:
         pkg = sign(load_package(file), load_private(key_path))
@@ -262,7 +273,7 @@ def keys_trust(public: str, trust_path: str | None) -> None:
     Example:
       mdq keys trust keys/mdq-0123abcd.pub
     """
-    from ..runtime.signing import SignatureError, TrustPolicy
+    from ..signing import SignatureError, TrustPolicy
 
     text = Path(public).read_text() if Path(public).is_file() else public
     policy = TrustPolicy.load_default(Path(trust_path) if trust_path else default_trust_path())
@@ -275,7 +286,9 @@ def keys_trust(public: str, trust_path: str | None) -> None:
 
 def attach(main: click.Group, pkg: click.Group) -> None:
     """Add the runtime commands to the `mdq` command."""
+    from .ledger import ledger
+
     pkg.add_command(pkg_apply)
     pkg.add_command(pkg_rollback)
-    for cmd in (state, ledger, keys):
+    for cmd in (state, ledger, policy, keys):
         main.add_command(cmd)

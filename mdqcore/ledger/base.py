@@ -1,9 +1,13 @@
-"""Ledger events, the hash chain, the Ledger protocol, verify and replay.
+"""Ledger events, the hash chain, the Ledger protocol and replay.
 
 The ledger is append-only. Each event hashes the previous event's hash together with its own
 canonical JSON, so editing or deleting any row breaks every hash after it. Events that change
 state ("base", "promoted", "rolled_back") carry the exact diff they made, so replay is a fold
 of diffs: exact by construction and independent of which plugins are installed at replay time.
+
+Everything that decides state is read from the hashed body, never from the table's other
+columns (they are indexes): kind, cohort, sequence number and time included. Replay refuses a
+gap in the sequence instead of folding around it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from ..errors import LedgerError
 from ..gcpause import gc_paused
 from ..model.state import ControlState
 
-KINDS = ("base", "received", "rejected", "staged", "shadow_passed", "shadow_failed", "canary_started",
-         "promoted", "rolled_back")
-STATE_CHANGING = frozenset({"base", "promoted", "rolled_back"})
+KINDS = ("genesis", "base", "policy", "received", "rejected", "staged", "shadow_passed", "shadow_failed",
+         "shadow_skipped", "canary_started", "analysis", "promoted", "rolled_back", "aborted", "checkpoint")
+STATE_CHANGING = frozenset({"base", "policy", "promoted", "rolled_back"})
+GLOBAL = frozenset({"base", "policy"})  # state events that every cohort folds in
+CLOSING = ("rejected", "promoted", "rolled_back", "aborted")  # an apply ends with exactly one of these
+BODY_KEYS = frozenset({"seq", "ts", "kind", "cohort", "package", "version", "actor", "reason", "payload"})
 GENESIS = "0" * 64
 
 
@@ -85,7 +92,7 @@ def chain_hash(prev_hash: str, body: dict[str, Any] | str) -> str:
 
 
 def event_from_row(text: str, prev_hash: str, hash_: str) -> Event:
-    """Rebuild an event from its stored canonical text and hashes."""
+    """Rebuild an event from its stored canonical text (the hashed bytes) and hashes."""
     d = orjson.loads(text)
     return Event(d["seq"], d["ts"], d["kind"], d["cohort"], d["package"], d["version"], d["actor"], d["reason"],
                  d["payload"], prev_hash, hash_, text)
@@ -107,19 +114,21 @@ class Ledger(Protocol):
     """What every ledger backend provides."""
 
     url: str
+    readonly: bool
 
     def append(self, kind: str, *, cohort: str, package: str | None = None, version: str | None = None,
-               actor: str, reason: str = "", payload: dict[str, Any] | None = None) -> Event:
-        """Append one event atomically and durably; return it with its seq and hash."""
+               actor: str, reason: str = "", payload: dict[str, Any] | None = None,
+               expect: tuple[str, int] | None = None) -> Event:
+        """Append one event atomically and durably; with `expect=(cohort, seq)`, only if that is the cohort's head."""
 
     def events(self, since: int = 0) -> Iterator[Event]:
-        """Yield events with seq > since, in order."""
+        """Yield events with seq > since, in order, decoded from their hashed bodies."""
 
-    def raw_rows(self) -> Iterator[tuple[int, str, str, str]]:
-        """Yield (seq, stored canonical body text, prev_hash, hash) for verification."""
+    def rows(self, since: int = 0) -> Iterator[tuple[int, str]]:
+        """Yield (seq, body text) of every event after `since`, in order (what replay folds)."""
 
-    def state_rows(self, since: int = 0) -> Iterator[tuple[int, str, str, str, str]]:
-        """Yield (seq, ts, kind, cohort, body text) of state-changing events after `since`, in order."""
+    def raw_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Yield (seq, ts, kind, cohort, package, version, body, prev_hash, hash) of every row, for verify."""
 
     def head(self) -> int:
         """Return the last sequence number (0 for an empty ledger)."""
@@ -138,91 +147,86 @@ def diff_from_json(data: list[list[Any]]) -> list[tuple[tuple[str, ...], Any, An
     return [(tuple(p), old, new) for p, old, new in data]
 
 
-def replay_ledger(ledger: Ledger, at: str | None = None) -> dict[str, ControlState]:
-    """Rebuild every cohort's state at time `at` reading only the state-changing rows (the fast path)."""
-    return replay(ledger.state_rows(), at)
+def peek_kind(text: str) -> str:
+    """Read the kind from a canonical body without decoding it (keys are sorted: actor, cohort, kind, ...).
 
-
-def replay(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
-           at: str | None = None) -> dict[str, ControlState]:
-    """Rebuild every cohort's state as it was at time `at` (ISO 8601; None = now).
-
-    `events` are Event objects or (seq, ts, kind, cohort, canonical body text) rows.
+    A JSON string cannot hold an unescaped quote, so the first `,"kind":"` is the top-level key.
     """
-    return replay_with_base(events, at)[1]
+    i = text.find(',"kind":"') + 9
+    return text[i:text.find('"', i)] if i > 8 else ""
 
 
-def replay_with_base(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
-                     at: str | None = None) -> tuple[ControlState, dict[str, ControlState]]:
-    """Return (the base state plugins declared, every cohort's state) at time `at`, in one pass."""
-    with gc_paused():
-        return _replay_with_base(events, at)
+def _diff(seq: int, payload: Any) -> list[Any]:
+    diff = payload.get("diff", []) if isinstance(payload, dict) else None
+    if not isinstance(diff, list) or not all(isinstance(c, list) and len(c) == 3 and isinstance(c[0], list)
+                                             and c[0] and all(isinstance(p, str) for p in c[0]) for c in diff):
+        raise LedgerError(f"entry {seq}: its diff is not a list of [path, old, new] changes; "
+                          f"run `mdq ledger verify` to see the damage")
+    return diff
 
 
-def _replay_with_base(events: Iterable[Event] | Iterable[tuple[int, str, str, str, str]],
-                      at: str | None) -> tuple[ControlState, dict[str, ControlState]]:
+def state_events(rows: Iterable[tuple[int, str]], since: int = 0,
+                 at: str | None = None) -> Iterator[tuple[int, str, str, list[Any]]]:
+    """Yield (seq, kind, cohort, diff) of the state-changing events among `rows`, read from hashed bodies.
+
+    `rows` are (seq, body text) of every event after `since`; a gap in the sequence is refused.
+    """
     limit = normalize_ts(at) if at else None
-    work: dict[str, dict] = {}
-    seqs: dict[str, int] = {}
-    base: dict = {}
-    loads = orjson.loads
-    for ev in events:
-        if isinstance(ev, tuple):
-            seq, ts, kind, cohort, text = ev
-            if limit is not None and ts > limit:
-                break
-            payload = loads(text)["payload"]
-        else:
-            ts, kind, cohort, payload, seq = ev.ts, ev.kind, ev.cohort, ev.payload, ev.seq
-            if limit is not None and ts > limit:
-                break
+    expected, loads = since + 1, orjson.loads
+    for seq, text in rows:
+        if seq != expected:
+            raise LedgerError(f"entry {expected} is missing (the next one is {seq}): the ledger was cut; "
+                              f"run `mdq ledger verify` and restore it from a copy")
+        expected += 1
+        kind = peek_kind(text)
         if kind not in STATE_CHANGING:
             continue
-        diff = payload.get("diff", [])
-        targets = [base, *work.values()] if kind == "base" else [work.get(cohort) or work.setdefault(cohort, dict(base))]
-        for data in targets:
-            for path, _old, new in diff:
-                if new is None:
-                    data.pop(tuple(path), None)
-                else:
-                    data[tuple(path)] = new
-        if kind != "base":
-            seqs[cohort] = seq
-    states = {c: ControlState(d, seqs.get(c, 0)) for c, d in work.items()}
-    states.setdefault("default", ControlState(base))
-    return ControlState(base), states
-
-
-@frozen
-class VerifyReport:
-    """What `verify` found: how many events were checked and the first broken one."""
-
-    checked: int
-    ok: bool
-    first_bad_seq: int | None = None
-    problem: str = ""
-
-
-def verify(ledger: Ledger) -> VerifyReport:
-    """Check the hash chain and the sequence; report the first broken entry."""
-    prev_hash, expected, n = GENESIS, 1, 0
-    for seq, text, stored_prev, stored_hash in ledger.raw_rows():
-        n += 1
-        if seq != expected:
-            return VerifyReport(n, False, seq, f"entry {seq}: expected sequence number {expected} (an entry is missing)")
         try:
-            ev = event_from_row(text, stored_prev, stored_hash)
-        except (ValueError, TypeError, KeyError) as exc:
-            return VerifyReport(n, False, seq, f"entry {seq}: unreadable ({exc})")
-        if ev.seq != seq:
-            return VerifyReport(n, False, seq, f"entry {seq}: its body says sequence {ev.seq}")
-        if stored_prev != prev_hash:
-            return VerifyReport(n, False, seq, f"entry {seq} ({ev.kind}): prev_hash does not match entry {seq - 1}'s hash")
-        if chain_hash(prev_hash, text) != stored_hash:
-            return VerifyReport(n, False, seq, f"entry {seq} ({ev.kind} {ev.package or ''}): content does not match its "
-                                               f"hash: the entry was altered after it was written")
-        prev_hash, expected = stored_hash, expected + 1
-    return VerifyReport(n, True)
+            d = loads(text)
+            ok = d["seq"] == seq and d["kind"] == kind
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise LedgerError(f"entry {seq}: its body is unreadable or names another entry; run `mdq ledger verify`")
+        if limit is not None and d["ts"] > limit:
+            return
+        yield seq, kind, d["cohort"], _diff(seq, d["payload"])
+
+
+def replay_ledger(ledger: Ledger, at: str | None = None) -> dict[str, ControlState]:
+    """Rebuild every cohort's state at time `at` from the ledger's hashed bodies."""
+    return replay_with_base(ledger.rows(), at)[1]
+
+
+def replay(events: Iterable[Event], at: str | None = None) -> dict[str, ControlState]:
+    """Rebuild every cohort's state as it was at time `at` (ISO 8601; None = now) from Event objects."""
+    return replay_with_base(((e.seq, e.text or canonical(e.body())) for e in events), at)[1]
+
+
+def replay_with_base(rows: Iterable[tuple[int, str]], at: str | None = None,
+                     ) -> tuple[ControlState, dict[str, ControlState]]:
+    """Return (the base state plugins declared, every cohort's state) at time `at`, in one pass over `rows`."""
+    with gc_paused():
+        work: dict[str, dict] = {}
+        seqs: dict[str, int] = {}
+        base: dict = {}
+        base_seq = 0
+        for seq, kind, cohort, diff in state_events(rows, 0, at):
+            targets = [base, *work.values()] if kind in GLOBAL else [work.get(cohort) or work.setdefault(cohort, dict(base))]
+            for data in targets:
+                for path, _old, new in diff:
+                    if new is None:
+                        data.pop(tuple(path), None)
+                    else:
+                        data[tuple(path)] = new
+            if kind in GLOBAL:
+                base_seq = seq
+                seqs = {c: seq for c in work}
+            else:
+                seqs[cohort] = seq
+        states = {c: ControlState(d, seqs.get(c, base_seq)) for c, d in work.items()}
+        states.setdefault("default", ControlState(base, base_seq))
+        return ControlState(base, base_seq), states
 
 
 class Follower:

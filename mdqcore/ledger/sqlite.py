@@ -10,6 +10,7 @@ SQLite cannot create its shared-memory file): they never create, change or lock 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,17 +19,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import LedgerError
+from ..errors import LedgerError, NoLedgerError
 from .sql import SQLLedger, schema
+
+_APPEND_ONLY = [f"CREATE TRIGGER IF NOT EXISTS events_no_{op.lower()} BEFORE {op} ON events "
+                f"BEGIN SELECT RAISE(ABORT, 'mdq ledger entries are append-only'); END" for op in ("UPDATE", "DELETE")]
 
 
 def _say(path: Path, exc: BaseException) -> str:
     """Turn an sqlite3 error into one line: what, where, what to do."""
     msg = str(exc)
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            msg = "readonly filesystem"
+    except OSError:
+        pass
     if "disk is full" in msg or "database or disk is full" in msg:
         return f"ledger {path}: the disk is full; nothing was written. Free space, then retry"
+    if "append-only" in msg:
+        return f"ledger {path}: entries are append-only; nothing was changed"
     if "readonly" in msg or "read-only" in msg:
-        return f"ledger {path}: cannot write (read-only file or filesystem); writers need write access"
+        return (f"ledger {path}: cannot write (read-only file or filesystem); writers need write access, readers "
+                f"(mdq state show, mdq ledger verify) still work")
     if "locked" in msg or "busy" in msg:
         return f"ledger {path}: locked by another writer for too long; retry when it has finished"
     if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
@@ -59,13 +71,15 @@ class SQLiteLedger(SQLLedger):
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        for stmt in schema(self.table):
+        for stmt in schema(self.table) + _APPEND_ONLY:
             db.execute(stmt)
+        self._db = db
+        self._genesis()
         return db
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.exists():
-            raise LedgerError(f"no ledger at {self.path} (nothing was created); check --ledger / MDQ_LEDGER")
+            raise NoLedgerError(f"no ledger at {self.path} (nothing was created); check --ledger / MDQ_LEDGER")
         if self.path.is_dir():
             raise LedgerError(f"ledger {self.path} is a directory, not a ledger file")
         if self.path.stat().st_size == 0:

@@ -17,6 +17,7 @@ from cattrs.v import format_exception as _default_format
 from ..errors import Invalid, PackageError, Problem
 from . import types as t
 from .atoms import ATOM_TYPES, Atom
+from .jsontext import Limits, parse_json
 from .package import AUTO, MdqPackage
 
 _conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -61,6 +62,7 @@ _conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None)
 _conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None) is dict, _strict_dict)
 _conv.register_structure_hook(Union[float, None], _optional(t.check_float))
 _conv.register_structure_hook(Union[str, None], _optional(t.check_str))
+_conv.register_structure_hook(Union[t.Timestamp, None], _optional(t.check_timestamp))
 _conv.register_structure_hook(Union[float, bool, None], _number_or_switch)
 
 
@@ -172,27 +174,13 @@ def _drop_none(x: Any) -> Any:
     return x
 
 
-def parse_json(text: str | bytes, *, source: str = "document") -> Any:
-    """Parse JSON text, turning a syntax error into a PackageError with line and column."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PackageError([Problem(f"not UTF-8 text (byte {exc.start})")], source=source) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PackageError([Problem(f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")],
-                           source=source) from None
-
-
 def canonical_json(obj: Any) -> str:
     """Return the canonical JSON of a model: sorted keys, no spaces, UTF-8 kept as is."""
     return json.dumps(unstructure(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def load_package(source: str | Path | dict[str, Any]) -> MdqPackage:
-    """Load an MdqPackage from a file path, JSON text or an already parsed dict."""
+def load_package(source: str | Path | dict[str, Any], *, limits: Limits | None = None) -> MdqPackage:
+    """Load an MdqPackage from a file path, JSON text or an already parsed dict (untrusted text within `limits`)."""
     if isinstance(source, dict):
         return structure(source, MdqPackage, source="package")
     if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
@@ -201,5 +189,5 @@ def load_package(source: str | Path | dict[str, Any]) -> MdqPackage:
             raw = path.read_bytes()
         except OSError as exc:
             raise PackageError([Problem(f"cannot read file: {exc.strerror}")], source=str(path)) from None
-        return structure(parse_json(raw, source=str(path)), MdqPackage, source=str(path))
-    return structure(parse_json(source, source="package"), MdqPackage, source="package")
+        return structure(parse_json(raw, source=str(path), limits=limits), MdqPackage, source=str(path))
+    return structure(parse_json(source, source="package", limits=limits), MdqPackage, source="package")

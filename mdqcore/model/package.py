@@ -55,6 +55,7 @@ class MdqPackage:
     rollback: Rollback = field(factory=Rollback, metadata={"doc": "how to undo it"})
     kpi: Kpi = field(factory=Kpi, metadata={"doc": "expected KPI gains"})
     provenance: Provenance | None = field(default=None, metadata={"doc": "author, reason, created_at"})
+    expires: Timestamp | None = field(default=None, metadata={"doc": "ISO 8601 time after which it is refused (signed)"})
     signature: str | None = field(default=None, metadata={"doc": "reserved: base64 ed25519 over the canonical JSON"})
 
     def __attrs_post_init__(self) -> None:

@@ -16,7 +16,7 @@ _SCALARS: dict[Any, dict[str, Any]] = {
     float: {"type": "number"},
     int: {"type": "integer"},
     bool: {"type": "boolean"},
-    t.Name: {"type": "string", "pattern": t.NAME_RE.pattern},
+    t.Name: {"type": "string", "pattern": f"^{t.NAME_RE.pattern}$"},
     t.SemVerStr: {"type": "string", "description": "SemVer 2.0 version, e.g. 1.4.2",
                   "pattern": r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"},
     t.RangeStr: {"type": "string", "description": "SemVer range, e.g. ^1.2.0 or >=1.0.0 <2.0.0"},

@@ -11,7 +11,9 @@ A state is a flat mapping from paths to values, so that every change is a diff
     ("fweight", feature)             w_k, the feature family's weight in I(seg)
     ("semiring", feature)            "sum" or "max": how Idx atoms of that family accumulate
     ("bound", kind, a, name)         admissible interval [lo, hi] of a parameter
-    ("package", name)                {"version", "inverse"}: an active package and its undo
+    ("package", name)                {"version", "n", "ops", ...}: an active package and what it did
+    ("history", name)                versions ever applied, rolled back, and the key that signs the name
+    ("policy",)                      the operator policy in effect (shared by every cohort)
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def _accumulate(semiring: str, cur: Any, delta: float) -> float:
     """Fold an index delta into the current value with the feature's semiring (sum or max)."""
     base = 0.0 if cur is None else cur
     return base + delta if semiring == "sum" else max(base, delta)
+
+
+def fold(op: str, cur: Any, x: Any) -> Any:
+    """Apply one recorded operation: "set" x, "add" x (sum semiring, deltas) or "max" x."""
+    if op == "set":
+        return x
+    base = 0.0 if cur is None else cur
+    return base + x if op == "add" else max(base, x)
 
 
 def _priority(atom: Atom) -> int:
@@ -123,12 +133,17 @@ class ControlState:
         return ControlState(data, self.seq if seq is None else seq)
 
     def plan(self, atoms: Iterable[Atom], *, strict: bool = True) -> Diff:
-        """Compute the diff that applying `atoms` would make (nothing is changed).
+        """Compute the diff that applying `atoms` would make (nothing is changed); see `plan_ops`."""
+        return self.plan_ops(atoms, strict=strict)[0]
+
+    def plan_ops(self, atoms: Iterable[Atom], *, strict: bool = True) -> tuple[Diff, list[list[Any]]]:
+        """Compute (diff, ops) of applying `atoms`: ops are [path, "set"|"add"|"max", x, old] in the order applied.
 
         Atoms are applied in priority order (tests > length > lexical > semantic); identical
-        atoms are applied once; two atoms setting one path to different values are an error.
-        Values are clipped into their admissible interval. With `strict`, an atom whose path
-        has no declared bound or semiring (an unknown operator, parameter or feature) is an error.
+        atoms are applied once; two atoms setting one path to different values are an error. A
+        value outside its admissible interval, or that would stop being a finite number, is an
+        error (nothing is clipped silently). With `strict`, an atom whose path has no declared
+        bound or semiring (an unknown operator, parameter or feature) is an error.
         """
         atoms = list(atoms)
         problems: list[Problem] = []
@@ -154,8 +169,10 @@ class ControlState:
                 sets[p] = (i, a.value)
             buckets[prio].append((i, a, p))
         work: dict[Path, Any] = {}
+        ops: list[list[Any]] = []
         raw = self._raw
         semirings: dict[str, str | None] = {}
+        isfinite = math.isfinite
         for i, a, p in (item for bucket in buckets for item in bucket):
             cur = work[p] if p in work else raw.get(p)
             if a.__class__ is Idx and a.value is None:
@@ -165,25 +182,28 @@ class ControlState:
             else:
                 sr = None
             if sr is not None:  # fast path for large packages: a delta on a registered feature
-                work[p] = _accumulate(sr, cur, a.delta)
+                op, x = ("add" if sr == "sum" else "max"), a.delta
+                new = _accumulate(sr, cur, x)
+                if not isfinite(new):
+                    problems.append(Problem(f"index/{a.feature}/{a.seg} would become {new}", f"$.atoms[{i}]"))
+                    continue
             else:
                 try:
-                    work[p] = self._next_value(a, p, cur, strict)
+                    new, op, x = self._next_value(a, p, cur, strict)
                 except ValueError as exc:
                     problems.append(Problem(str(exc), f"$.atoms[{i}]"))
                     continue
+            work[p] = new
+            ops.append([p, op, x, cur])
             if a.__class__ is Idx and a.target is not None:
-                work[("target", a.feature, a.seg)] = a.target
+                tp = ("target", a.feature, a.seg)
+                ops.append([tp, "set", a.target, work[tp] if tp in work else raw.get(tp)])
+                work[tp] = a.target
         if problems:
             raise PackageError(problems, source="package")
-        out = []
-        for p, v in work.items():
-            old = raw.get(p)
-            if old != v:
-                out.append((p, old, v))
-        return out
+        return [(p, raw.get(p), v) for p, v in work.items() if raw.get(p) != v], ops
 
-    def _next_value(self, a: Atom, p: Path, cur: Any, strict: bool) -> Any:
+    def _next_value(self, a: Atom, p: Path, cur: Any, strict: bool) -> tuple[Any, str, Any]:
         if a.__class__ is Idx:
             semiring = self._raw.get(("semiring", a.feature))
             if semiring is None:
@@ -192,8 +212,11 @@ class ControlState:
                     raise ValueError(f"unknown index feature {a.feature!r} (registered: {', '.join(known) or 'none'})")
                 semiring = "sum"
             if a.value is not None:
-                return float(a.value)
-            return _accumulate(semiring, cur, a.delta)
+                return float(a.value), "set", float(a.value)
+            new = _accumulate(semiring, cur, a.delta)
+            if not math.isfinite(new):
+                raise ValueError(f"index/{a.feature}/{a.seg} would become {new}")
+            return new, ("add" if semiring == "sum" else "max"), a.delta
         bound = self._raw.get(("bound", *p[1:]))
         if bound is None and strict:
             owners = sorted({k[3] for k in self._data if k[0] == "bound" and k[1:3] == p[1:3]})
@@ -205,16 +228,17 @@ class ControlState:
         if isinstance(a.value, bool) or isinstance(cur, bool):
             if a.value is None:
                 raise ValueError(f"{'/'.join(p[1:])} is a switch: set it with 'value', not 'delta'")
-            return a.value
+            return a.value, "set", a.value
         new = float(a.value) if a.value is not None else (0.0 if cur is None else cur) + a.delta
-        if bound is not None:
-            new = min(max(new, bound[0]), bound[1])
         if not math.isfinite(new):
             raise ValueError(f"{'/'.join(p[1:])} would become {new}")
-        return new
+        if bound is not None and not bound[0] <= new <= bound[1]:
+            raise ValueError(f"{'/'.join(p[1:])} would become {new:g}, outside its admissible interval "
+                             f"[{bound[0]:g}, {bound[1]:g}]; nothing is clipped: ask for a value inside it")
+        return (new, "set", new) if a.value is not None else (new, "add", a.delta)
 
     def apply(self, atoms: Iterable[Atom], *, strict: bool = True) -> tuple[ControlState, Diff]:
-        """Return (new state, diff) after applying atoms; see `plan`."""
+        """Return (new state, diff) after applying atoms; see `plan_ops`."""
         diff = self.plan(atoms, strict=strict)
         return self.apply_diff(diff), diff
 

@@ -16,7 +16,7 @@ SemVerStr = NewType("SemVerStr", str)  # MAJOR.MINOR.PATCH[-pre][+build]
 RangeStr = NewType("RangeStr", str)    # a SemVer range, checked by mdqcore.versions when present
 Timestamp = NewType("Timestamp", str)  # ISO 8601 with a time zone
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,127}")  # matched whole (fullmatch): no trailing newline slips by
 
 
 def check_str(value: Any) -> str:
@@ -52,8 +52,10 @@ def check_bool(value: Any) -> bool:
 def check_name(value: Any) -> str:
     """Accept a lower-case dotted name such as mdq.idx.ifu.idf-boost."""
     value = check_str(value)
-    if not NAME_RE.match(value):
-        raise Invalid(f"{value!r} is not a valid name: use lower-case letters, digits, '.', '_' or '-'")
+    if not NAME_RE.fullmatch(value):
+        shown = repr(value) if len(value) <= 140 else f"a name of {len(value):,} characters"
+        raise Invalid(f"{shown} is not a valid name: use 1 to 128 lower-case letters, digits, '.', '_' or '-', "
+                      f"starting with a letter or digit")
     return value
 
 

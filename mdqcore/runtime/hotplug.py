@@ -1,35 +1,43 @@
-"""The hot-plug loader: stage -> shadow -> canary -> promote | rollback, double-buffered.
+"""The hot-plug loader: check -> stage -> shadow -> canary -> promote | rollback, double-buffered.
 
 Every cohort holds an immutable slot (active state, canary state or None, canary fraction).
 Readers take a slot reference once and use it to the end: no lock on the read path, and a
-slot swap is one reference assignment. Writers serialize on one lock. Every arrow appends
-one ledger event; only `promoted` and `rolled_back` events change state, and they carry
-the exact diff, so after a crash the state rebuilt from the ledger is either the state
-before the package in flight or the state after it.
+slot swap is one reference assignment. Writers serialize on one lock per process, and across
+processes and machines on the ledger: the promoting append is a compare-and-swap on the
+cohort's head, so a writer that planned against a state another writer has since changed
+re-plans (re-running every check) instead of overwriting that change. Every arrow appends one
+ledger event; only `base`, `policy`, `promoted` and `rolled_back` change state, and they carry
+the exact diff, so after a crash the state rebuilt from the ledger is either the state before
+the package in flight or the state after it; the next writer to open the ledger closes such a
+leftover apply with an `aborted` event.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from itertools import takewhile
 from typing import Any
 
-import orjson
 from attrs import frozen
 
-from ..errors import DocumentError, MdqError, PackageError, Problem, Rejected
+from ..errors import ConflictError, MdqError, PolicyError, Rejected
 from ..gcpause import gc_paused
-from ..ledger.base import Ledger, diff_from_json, diff_to_json, replay_with_base
-from ..model import GateResult, MdqPackage, unstructure
-from ..model.convert import atom_from_json, atom_to_json
-from ..model.state import ControlState, Diff, atom_path
+from ..ledger.base import GLOBAL, Event, Ledger, diff_from_json, diff_to_json, normalize_ts, replay_with_base, state_events
+from ..model import MdqPackage, unstructure
+from ..model.state import ControlState, Diff
 from ..registry import Registry
-from ..versions.ranges import version_key
+from ..signing import TrustPolicy
+from . import undo
+from .checks import GateRefusal, base_data, check_package, compare, history
 from .cohorts import in_canary
-from .signing import TrustPolicy
+from .policy import Policy, in_effect
 
 DEFAULT = "default"
-AXES = ("operator", "index", "gate")
+MAX_REPLANS = 50
 
 
 @frozen
@@ -53,84 +61,87 @@ class ApplyResult:
     seq: int
 
 
-def base_data(registry: Registry) -> dict[tuple[str, ...], Any]:
-    """Return the state every cohort starts from: bounds, defaults and semirings plugins declare."""
-    data: dict[tuple[str, ...], Any] = {}
-    for kind, atom_kind in (("operator", "Op"), ("gate", "Gate"), ("length_policy", "Len")):
-        caps = registry.of_kind(kind)
-        for cap in caps:
-            owners = [cap.name] + ([""] if kind == "length_policy" and (len(caps) == 1 or cap.meta.get("default")) else [])
-            for owner in owners:
-                for pname, (lo, hi) in cap.meta.get("params", {}).items():
-                    data[("bound", atom_kind, owner, pname)] = [lo, hi]
-                    default = cap.meta.get("defaults", {}).get(pname, lo)
-                    data[("param", atom_kind, owner, pname)] = default
-    for cap in registry.of_kind("index_feature"):
-        data[("semiring", cap.name)] = cap.meta["semiring"]
-        data[("fweight", cap.name)] = float(cap.meta.get("weight", 1.0))
-    return data
-
-
-def check_against(registry: Registry, pkg: MdqPackage, *, source: str = "package") -> None:
-    """Raise PackageError if `pkg` names an operator, parameter, index feature or gate no installed plugin declares."""
-    problems = [Problem(f"unknown gate {t!r} (registered: {', '.join(registry.names('gate')) or 'none'})",
-                        f"$.tests[{i}]") for i, t in enumerate(pkg.tests) if registry.find("gate", t) is None]
+def _started(pid: int) -> str | None:
+    """Return a process's start time (clock ticks since boot) on Linux, to tell a reused pid apart."""
     try:
-        ControlState(base_data(registry)).plan(pkg.atoms)
-    except PackageError as exc:
-        problems += exc.problems
-    if problems:
-        raise PackageError(problems, source=source)
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+OWNER = {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid())}
+
+
+def _gone(owner: Mapping[str, Any]) -> bool:
+    """Tell whether the process that wrote an apply on this host no longer runs."""
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return False
+    return owner.get("started") is not None and _started(int(owner["pid"])) != owner["started"]
 
 
 class Runtime:
-    """A running control plane bound to a registry and a ledger."""
+    """A running control plane bound to a registry and a ledger (readers pass a read-only ledger)."""
 
     def __init__(self, registry: Registry, ledger: Ledger, *, actor: str = "mdq",
                  trust: TrustPolicy | None = None) -> None:
         self.registry, self.ledger, self.actor = registry, ledger, actor
         self.trust = trust or TrustPolicy()
+        self.readonly = bool(getattr(ledger, "readonly", False))
         self._write = threading.Lock()
         self._refresh_lock = threading.Lock()
-        rows = list(ledger.state_rows())
-        self._seen = rows[-1][0] if rows else 0
-        self.base, states = replay_with_base(rows)
+        head = ledger.head()
+        self.base, states = replay_with_base(takewhile(lambda r: r[0] <= head, ledger.rows()))
+        self._seen = head
         self._slots: dict[str, Slot] = {c: Slot(s) for c, s in states.items()}
         self.current: ControlState = self._slots[DEFAULT].active  # the hot path's attribute
         self._follower: Any = None
         self._listeners: list[Any] = []
-        self._sync_base()
+        if self.readonly:
+            self._overlay_base()
+        else:
+            self._reconcile()
+            self._sync_base()
+
+    @property
+    def policy(self) -> Policy:
+        """The operator policy in effect (PolicyError if it cannot be trusted)."""
+        return in_effect(self.base, self.trust)
 
     def subscribe(self, listener: Any) -> None:
         """Call `listener(cohort, diff)` for every state change folded in from now on (e.g. EKB.update_from_diff)."""
         self._listeners.append(listener)
 
     def refresh(self, own: tuple[int, Diff] | None = None) -> int:
-        """Apply ledger events written since the last one seen (by any process or machine); return how many.
+        """Fold in ledger events written since the last one seen (by any process or machine); return how many.
 
         `own` is (seq, diff) of an event this runtime just wrote: its diff is used as is, not re-decoded.
         """
         with self._refresh_lock:
+            last = [self._seen]
+
+            def tap() -> Any:
+                for row in self.ledger.rows(self._seen):
+                    last[0] = row[0]
+                    yield row
             n = 0
-            for seq, _ts, kind, cohort, text in self.ledger.state_rows(since=self._seen):
-                if own is not None and seq == own[0]:
-                    self._apply_diff(seq, kind, cohort, own[1])
-                else:
-                    self._apply_event(seq, kind, cohort, orjson.loads(text)["payload"])
-                self._seen = seq
+            for seq, kind, cohort, diff in state_events(tap(), self._seen):
+                self._apply_diff(seq, kind, cohort, own[1] if own is not None and seq == own[0] else diff_from_json(diff))
                 n += 1
+            self._seen = last[0]
             return n
 
-    def _apply_event(self, seq: int, kind: str, cohort: str, payload: dict[str, Any]) -> None:
-        self._apply_diff(seq, kind, cohort, diff_from_json(payload.get("diff", [])))
-
     def _apply_diff(self, seq: int, kind: str, cohort: str, diff: Diff) -> None:
-        if kind == "base":
-            self.base = self.base.apply_diff(diff)
+        if kind in GLOBAL:
+            self.base = self.base.apply_diff(diff, seq=seq)
             for c, slot in list(self._slots.items()):
-                self._swap(c, Slot(slot.active.apply_diff(diff)))
+                self._swap(c, Slot(slot.active.apply_diff(diff, seq=seq)))
             return
-        slot = self._slots.get(cohort) or Slot(ControlState(self.base.data))
+        slot = self._slots.get(cohort) or Slot(self.base)
         self._swap(cohort, Slot(slot.active.apply_diff(diff, seq=seq)))  # a stale canary is dropped
         for listener in self._listeners:
             listener(cohort, diff)
@@ -160,7 +171,7 @@ class Runtime:
         return sorted(self._slots)
 
     # -- writing ------------------------------------------------------------------------------
-    def _log(self, kind: str, cohort: str, pkg: MdqPackage | None, reason: str = "", **payload: Any):
+    def _log(self, kind: str, cohort: str, pkg: MdqPackage | None, reason: str = "", **payload: Any) -> Event:
         return self.ledger.append(kind, cohort=cohort, package=pkg.name if pkg else None,
                                   version=pkg.semver if pkg else None, actor=self.actor, reason=reason,
                                   payload=payload)
@@ -169,6 +180,14 @@ class Runtime:
         self._slots[cohort] = slot
         if cohort == DEFAULT:
             self.current = slot.active
+
+    def _overlay_base(self) -> None:
+        """A reader sees the bounds and defaults installed plugins declare, in memory only (never written)."""
+        missing = {p: v for p, v in base_data(self.registry).items() if p not in self.base.data}
+        if missing:
+            self.base = ControlState({**missing, **self.base.data}, self.base.seq)
+            for c, slot in list(self._slots.items()):
+                self._swap(c, Slot(ControlState({**missing, **slot.active.data}, slot.active.seq)))
 
     def _sync_base(self) -> None:
         """Record a `base` event when installed plugins declare other bounds / defaults than the ledger has."""
@@ -184,175 +203,184 @@ class Runtime:
                       diff=diff_to_json(diff))
             self.refresh()
 
-    def apply(self, pkg: MdqPackage, *, cohort: str = DEFAULT, canary: float = 0.1,
-              inputs: Sequence[Mapping[str, Any]] = (), allow_downgrade: bool = False) -> ApplyResult:
+    def _reconcile(self) -> None:
+        """Close applies left open by a crashed writer with an `aborted` event saying whose and when."""
+        timeout = self.policy_or_default().inflight_timeout_s
+        for first, last in self.ledger.open_applies():
+            owner = first.payload.get("owner") or {}
+            idle = time.time() - _epoch(last.ts)
+            if owner.get("host") == OWNER["host"] and owner.get("pid") is not None:
+                dead, why = _gone(owner), f"its process {owner.get('pid')} on {owner['host']} is gone"
+            else:
+                dead, why = idle > timeout, f"nothing was heard from it for {idle:.0f} s (over {timeout:.0f} s)"
+            if dead:
+                self.ledger.append("aborted", cohort=first.cohort, package=first.package, version=first.version,
+                                   actor=self.actor, reason=f"the apply did not finish: {why}; last event #{last.seq} "
+                                                            f"{last.kind} at {last.ts}; the state never changed",
+                                   payload={"received": first.seq, "last": last.seq})
+
+    def policy_or_default(self) -> Policy:
+        """The policy in effect, or the default one if it cannot be read (for housekeeping, never for checks)."""
+        try:
+            return self.policy
+        except PolicyError:
+            return Policy()
+
+    def apply(self, pkg: MdqPackage, *, cohort: str = DEFAULT, canary: float | None = None,
+              inputs: Sequence[Mapping[str, Any]] = (), allow_downgrade: bool = False,
+              reason: str | None = None) -> ApplyResult:
         """Run one package through check -> stage -> shadow -> canary -> promote; raise Rejected otherwise."""
-        if not 0.0 <= canary <= 1.0:
+        if canary is not None and not 0.0 <= canary <= 1.0:
             raise ValueError(f"canary fraction must be within [0, 1], got {canary}")
         with self._write:
             self.refresh()  # decide against the newest state any replica has promoted
-            reason = pkg.provenance.reason if pkg.provenance else ""
+            why = reason or (pkg.provenance.reason if pkg.provenance else "")
             with gc_paused():  # the kernel's bulk work only: gates and evaluators run with the collector on
-                self._log("received", cohort, pkg, reason, package=unstructure(pkg))
-            slot = self._slots.get(cohort) or Slot(ControlState(self.base.data))
-            active = slot.active
-            try:
-                self._check(pkg, active, cohort, allow_downgrade)
+                self._log("received", cohort, pkg, why, package=unstructure(pkg), owner=OWNER,
+                          downgrade=allow_downgrade)
+            conflict = ""
+            for _attempt in range(MAX_REPLANS):
+                active = (self._slots.get(cohort) or Slot(self.base)).active
+                try:
+                    if allow_downgrade and not why:
+                        raise MdqError("--rollback (allow_downgrade) needs a reason, recorded in the ledger")
+                    policy = self.policy
+                    kid, gates = check_package(self.registry, pkg, active, cohort, policy, self.trust, allow_downgrade)
+                    with gc_paused():
+                        staged, diff = self._stage(pkg, active, kid)
+                except (MdqError, ValueError) as exc:
+                    self._log("rejected", cohort, pkg, str(exc), gates=getattr(exc, "results", {}))
+                    raise Rejected(pkg.ref, "check", str(exc)) from None
+                self._log("staged", cohort, pkg, f"{len(diff)} changes" + (f"; re-planned: {conflict}" if conflict else ""),
+                          changes=len(diff), parent=active.seq, gates=gates)
+                kpis = self._analyse(pkg, cohort, policy, active, staged, inputs,
+                                     policy.canary.fraction if canary is None else canary)
+                try:
+                    with gc_paused():
+                        ev = self.ledger.append("promoted", cohort=cohort, package=pkg.name, version=pkg.semver,
+                                                actor=self.actor, reason=why or "KPIs held",
+                                                payload={"diff": diff_to_json(diff), "parent": active.seq},
+                                                expect=(cohort, active.seq))
+                except ConflictError as exc:  # another writer changed the cohort meanwhile: plan again on top of it
+                    self._swap(cohort, Slot((self._slots.get(cohort) or Slot(self.base)).active))
+                    self.refresh()
+                    conflict = str(exc)
+                    continue
                 with gc_paused():
-                    staged, diff = self._stage(pkg, active)
-            except (MdqError, ValueError) as exc:
-                self._log("rejected", cohort, pkg, str(exc))
-                raise Rejected(pkg.ref, "check", str(exc)) from None
-            self._log("staged", cohort, pkg, f"{len(diff)} changes", changes=len(diff))
-            try:
-                kpis = self._compare(pkg, active, staged, inputs)
-                if kpis["regressions"]:
-                    self._log("shadow_failed", cohort, pkg, "; ".join(kpis["regressions"]), kpis=kpis)
-                    raise Rejected(pkg.ref, "shadow", "; ".join(kpis["regressions"]))
-                self._log("shadow_passed", cohort, pkg, "no KPI regressed", kpis=kpis)
-                salt = pkg.ref
-                self._swap(cohort, Slot(active, staged, canary, salt))
-                self._log("canary_started", cohort, pkg, f"{canary:.0%} of requests", fraction=canary)
-                routed = [r for i, r in enumerate(inputs) if in_canary(str(r.get("key", i)), canary, salt)]
-                ckpis = self._compare(pkg, active, staged, routed)
-                if ckpis["regressions"]:
-                    raise Rejected(pkg.ref, "canary", "; ".join(ckpis["regressions"]))
-            except Exception as exc:  # any failure after staging: drop the staged state, record the inverse
-                now = self._slots.get(cohort)  # a refresh may have moved the cohort on meanwhile
-                self._swap(cohort, Slot(now.active if now is not None else active))
-                why = exc.reason if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
-                stage = exc.stage if isinstance(exc, Rejected) else "shadow/canary"
-                self._log("rolled_back", cohort, pkg, why, diff=[], inverse=[], stage=stage)
-                self.refresh()
-                if isinstance(exc, Rejected):
-                    raise
-                raise Rejected(pkg.ref, stage, why) from exc
-            with gc_paused():
-                ev = self._log("promoted", cohort, pkg, reason or "KPIs held", diff=diff_to_json(diff))
-                self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
-            return ApplyResult(pkg.ref, cohort, len(diff), {"shadow": kpis, "canary": ckpis}, ev.seq)
+                    self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
+                return ApplyResult(pkg.ref, cohort, len(diff), kpis, ev.seq)
+            self._log("aborted", cohort, pkg, f"gave up after {MAX_REPLANS} re-plans: {conflict}")
+            raise Rejected(pkg.ref, "promote", f"the cohort kept changing under it ({conflict}); try again")
+
+    def _analyse(self, pkg: MdqPackage, cohort: str, policy: Policy, active: ControlState, staged: ControlState,
+                 inputs: Sequence[Mapping[str, Any]], fraction: float) -> dict[str, Any]:
+        """Shadow on every recorded input, then the canary on those routed to it; roll back on any failure."""
+        try:
+            kpis = compare(self.registry, pkg, policy, active, staged, inputs)
+            if len(inputs) < policy.min_shadow_inputs:
+                if not policy.allow_skip_shadow:
+                    raise Rejected(pkg.ref, "shadow", f"{len(inputs)} recorded inputs, the policy requires at least "
+                                                      f"{policy.min_shadow_inputs}: give --inputs (or let the policy "
+                                                      f"allow skipping)")
+                self._log("shadow_skipped", cohort, pkg, f"{len(inputs)} recorded inputs, under the policy's "
+                                                         f"{policy.min_shadow_inputs}; the policy allows skipping", kpis=kpis)
+            elif kpis["regressions"]:
+                self._log("shadow_failed", cohort, pkg, "; ".join(kpis["regressions"]), kpis=kpis)
+                raise Rejected(pkg.ref, "shadow", "; ".join(kpis["regressions"]))
+            else:
+                self._log("shadow_passed", cohort, pkg, f"no KPI regressed on {len(inputs)} inputs", kpis=kpis)
+            salt = pkg.ref
+            self._swap(cohort, Slot(active, staged, fraction, salt))
+            routed = [r for i, r in enumerate(inputs) if in_canary(str(r.get("key", i)), fraction, salt)]
+            self._log("canary_started", cohort, pkg, f"{fraction:.0%} of requests; {len(routed)} recorded inputs "
+                                                     f"routed to it", fraction=fraction, routed=len(routed))
+            ckpis = compare(self.registry, pkg, policy, active, staged, routed) if routed else {"inputs": 0}
+            if routed and ckpis["regressions"]:
+                raise Rejected(pkg.ref, "canary", "; ".join(ckpis["regressions"]))
+            return {"shadow": kpis, "canary": ckpis}
+        except Exception as exc:  # any failure after staging: drop the staged state, record it
+            now = self._slots.get(cohort)  # a refresh may have moved the cohort on meanwhile
+            self._swap(cohort, Slot(now.active if now is not None else active))
+            why = exc.reason if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
+            stage = exc.stage if isinstance(exc, Rejected) else "shadow/canary"
+            self._log("rolled_back", cohort, pkg, why, diff=[], stage=stage)
+            self.refresh()
+            raise Rejected(pkg.ref, stage, why) from (None if isinstance(exc, Rejected) else exc)
 
     def rollback(self, name: str, *, cohort: str = DEFAULT, reason: str = "operator asked") -> int:
-        """Undo an active package in one cohort; record the inverse. Return the ledger seq."""
+        """Undo an active package in one cohort exactly; record the diff. Return the ledger seq."""
         with self._write, gc_paused():
+            for _attempt in range(MAX_REPLANS):
+                self.refresh()
+                slot = self._slots.get(cohort)
+                if slot is None or slot.active.get(("package", name)) is None:
+                    active = ", ".join(sorted(slot.active.packages())) if slot else ""
+                    raise Rejected(name, "check", f"no active package {name!r} in cohort {cohort!r} "
+                                                  f"(active: {active or 'none'})")
+                entry = slot.active.get(("package", name))
+                hist = history(slot.active, name)
+                diff = undo.undo_diff(slot.active, name)
+                diff.append((("history", name), slot.active.get(("history", name)),
+                             {**hist, "rolled_back": sorted({*hist["rolled_back"], entry["version"]})}))
+                try:
+                    ev = self.ledger.append("rolled_back", cohort=cohort, package=name, version=entry["version"],
+                                            actor=self.actor, reason=reason,
+                                            payload={"diff": diff_to_json(diff), "parent": slot.active.seq},
+                                            expect=(cohort, slot.active.seq))
+                except ConflictError:
+                    continue
+                self.refresh(own=(ev.seq, diff))
+                return ev.seq
+            raise Rejected(name, "check", "the cohort kept changing under the rollback; try again")
+
+    def set_policy(self, doc: Any, private: Any | None, reason: str) -> int:
+        """Make `doc` the operator policy in effect (signed by `private` if given); return the ledger seq."""
+        from .policy import policy_diff
+
+        with self._write:
             self.refresh()
-            slot = self._slots.get(cohort)
-            if slot is None or slot.active.get(("package", name)) is None:
-                active = ", ".join(sorted(slot.active.packages())) if slot else ""
-                raise Rejected(name, "check", f"no active package {name!r} in cohort {cohort!r} "
-                                              f"(active: {active or 'none'})")
-            diff = self._undo_diff(slot.active, name)
-            entry = slot.active.get(("package", name))
-            ev = self.ledger.append("rolled_back", cohort=cohort, package=name, version=entry["version"],
-                                    actor=self.actor, reason=reason,
-                                    payload={"diff": diff_to_json(diff), "inverse": entry.get("inverse") or []})
+            diff = policy_diff(self.base, doc, private)
+            trial = ControlState({**self.base.data, diff[0][0]: diff[0][2]})
+            in_effect(trial, self.trust)  # refuse now what would lock every package out
+            ev = self.ledger.append("policy", cohort=DEFAULT, actor=self.actor, reason=reason,
+                                    payload={"diff": diff_to_json(diff)}, expect=(DEFAULT, self.base.seq))
             self.refresh(own=(ev.seq, diff))
             return ev.seq
 
     # -- the steps ----------------------------------------------------------------------------
-    def _check(self, pkg: MdqPackage, active: ControlState, cohort: str, allow_downgrade: bool) -> None:
-        self.trust.check(pkg)
-        entry = active.get(("package", pkg.name))
-        if entry is not None:
-            have = entry["version"]
-            if version_key(pkg.semver) == version_key(have):
-                raise MdqError(f"{pkg.ref} is already active in cohort {cohort!r}")
-            if version_key(pkg.semver) < version_key(have) and not allow_downgrade:
-                raise MdqError(f"{pkg.ref} is older than the active {pkg.name}@{have}: refusing a silent downgrade; "
-                               f"ask for it explicitly (mdq pkg apply --rollback, or allow_downgrade=True)")
-        self._check_requires(pkg, active)
-        for test in pkg.tests:
-            cap = self.registry.find("gate", test)
-            if cap is None:
-                raise MdqError(f"unknown gate {test!r} in tests (registered: {', '.join(self.registry.names('gate')) or 'none'})")
-            try:
-                result = cap.obj(pkg, active)
-            except Exception as exc:  # a gate that raises refuses: fail closed
-                raise MdqError(f"gate {test!r} raised {type(exc).__name__}: {exc}") from None
-            if not isinstance(result, GateResult) or not result.ok:
-                raise MdqError(f"gate {test!r} refused: {getattr(result, 'reason', result)}")
-
-    def _check_requires(self, pkg: MdqPackage, active: ControlState) -> None:
-        axes = {k: v for k, v in pkg.requires.items() if k in AXES}
-        others = {k: v for k, v in pkg.requires.items() if k not in AXES}
-        if axes:
-            from ..versions.compat import check_requires
-            check_requires(self.registry, axes, {}, what=pkg.ref)
-        if not others:
-            return
-        from ..versions.index import Index
-        from ..versions.installed import mdq_distributions
-        from ..versions.resolver import ResolutionImpossible, resolve
-
-        avail: dict[str, dict[str, dict[str, str]]] = {}
-        for name, d in mdq_distributions().items():
-            avail.setdefault(name, {})[_semver_of(d.version)] = {}
-        for name, version in active.packages().items():
-            avail.setdefault(name, {})[version] = {}
-        try:
-            resolve(Index.of(avail), [f"{n}@{r}" for n, r in others.items()])
-        except ResolutionImpossible as exc:
-            raise MdqError(f"requires cannot be met by installed plugins and active packages:\n{exc}") from None
-        except DocumentError as exc:
-            raise MdqError(str(exc)) from None
-
-    def _stage(self, pkg: MdqPackage, active: ControlState) -> tuple[ControlState, Diff]:
-        pre = active
-        diff: Diff = []
+    def _stage(self, pkg: MdqPackage, active: ControlState, kid: str | None) -> tuple[ControlState, Diff]:
+        pre, diff = active, []
         if active.get(("package", pkg.name)) is not None:  # upgrade or explicit downgrade: undo the old first
-            diff = self._undo_diff(active, pkg.name)
+            diff = undo.undo_diff(active, pkg.name)
             pre = active.apply_diff(diff)
-        changes = pre.plan(pkg.atoms)
-        inverse = None if pkg.rollback.auto else [atom_to_json(a) for a in pkg.inverse_atoms()]
-        # JSON-shaped (lists, not tuples): the live entry must equal the one replay decodes
-        entry = {"version": pkg.semver, "changes": [[list(p), o, n] for p, o, n in changes], "inverse": inverse}
-        changes.append((("package", pkg.name), pre.get(("package", pkg.name)), entry))
+        changes, ops = pre.plan_ops(pkg.atoms)
+        if not pkg.rollback.auto:
+            problems = undo.inverse_problems(pre, pre.apply_diff(changes), changes, pkg.inverse_atoms())
+            if problems:
+                raise MdqError("; ".join(problems))
+        hist = history(pre, pkg.name)
+        top = pkg.semver if hist["max"] is None or _newer(pkg.semver, hist["max"]) else hist["max"]
+        changes.append((("package", pkg.name), pre.get(("package", pkg.name)),
+                        undo.entry(pkg.semver, undo.next_n(pre), ops, kid)))
+        changes.append((("history", pkg.name), pre.get(("history", pkg.name)),
+                        {"max": top, "rolled_back": hist["rolled_back"], "key": kid or hist["key"]}))
         merged: dict[tuple[str, ...], tuple[Any, Any]] = {}
         for p, old, new in diff + changes:
             merged[p] = (merged[p][0] if p in merged else old, new)
         full = [(p, o, n) for p, (o, n) in merged.items() if o != n]
         return active.apply_diff(full), full
 
-    def _undo_diff(self, state: ControlState, name: str) -> Diff:
-        """Diff that removes package `name`: restore what it set unless changed since, else undo its delta."""
-        raw = state.data  # read-only mapping; the hot loops below read it directly
-        entry = raw[("package", name)]
-        out: dict[tuple[str, ...], Any] = {}
-        if entry.get("inverse"):
-            work, _ = state.apply([atom_from_json(a) for a in entry["inverse"]], strict=False)
-            wd = work.data
-            out = {p: v for p, v in wd.items() if v != raw.get(p)}
-        else:
-            get = raw.get
-            for path, old, new in entry["changes"]:
-                p = tuple(path)
-                cur = get(p)
-                if cur == new or isinstance(cur, bool) or cur is None or old is None or new is None:
-                    out[p] = old
-                else:  # changed since by a later package: take back only this package's own step
-                    out[p] = cur - (new - old)
-        out[("package", name)] = None
-        return [(p, raw.get(p), v) for p, v in out.items() if raw.get(p) != v]
 
-    def _compare(self, pkg: MdqPackage, active: ControlState, staged: ControlState,
-                 inputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        report: dict[str, Any] = {"inputs": len(inputs), "evaluators": {}, "regressions": []}
-        for cap in self.registry.of_kind("evaluator"):
-            a, b = cap.obj(active, inputs), cap.obj(staged, inputs)
-            lower = set(cap.meta.get("lower_is_better", ()))
-            report["evaluators"][cap.name] = {k: {"active": a[k], "staged": b.get(k)} for k in a}
-            for k, va in a.items():
-                vb = b.get(k)
-                if vb is None:
-                    continue
-                loss = (vb - va) if k in lower else (va - vb)
-                if loss > pkg.kpi.tolerance.get(k, 0.0) + 1e-12:
-                    report["regressions"].append(f"{cap.name}.{k} went from {va:g} to {vb:g}")
-        return report
+def _newer(a: str, b: str) -> bool:
+    from ..versions.ranges import version_key
+
+    return version_key(a) > version_key(b)
 
 
-def _semver_of(version: str) -> str:
-    """Turn a PEP 440 release like 0.1 or 1.2.3 into SemVer (extra parts dropped)."""
-    parts = [p for p in version.split("+")[0].split(".")[:3]]
-    nums = [int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts] + [0, 0, 0]
-    return f"{nums[0]}.{nums[1]}.{nums[2]}"
+def _epoch(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(normalize_ts(ts).replace("Z", "+00:00")).timestamp()
+
+
+__all__ = ["ApplyResult", "DEFAULT", "Runtime", "Slot"]

@@ -61,3 +61,10 @@ def check_installed() -> list[InstalledCheck]:
             ok = have is not None and req.specifier.contains(have, prereleases=True)
             out.append(InstalledCheck(d.metadata["Name"], d.version, str(req), have, ok))
     return out
+
+
+def semver_of(version: str) -> str:
+    """Turn a PEP 440 release like 0.1 or 1.2.3 into SemVer (extra parts dropped)."""
+    parts = [p for p in version.split("+")[0].split(".")[:3]]
+    nums = [int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts] + [0, 0, 0]
+    return f"{nums[0]}.{nums[1]}.{nums[2]}"

@@ -69,6 +69,7 @@ def test_attached_ekb_sees_promotions_and_rollbacks(cold, core_registry, ledger)
     from mdqcore.runtime.hotplug import Runtime
 
     rt = Runtime(core_registry, ledger)
+    rt.set_policy({"allow_skip_shadow": True}, None, "the core registry loads no KPI evaluator")
     e = EKB(cold, promote_hits=1)
     e.attach(rt)
     assert e.lookup("idf", "奥司他韦") == 0.9 and ("idf", "奥司他韦") in e.hot

@@ -24,6 +24,7 @@ def test_registers_operator_classifiers_and_command(reg):
 
 def test_a_package_moves_tau_priv_and_a_rollback_restores_it(reg, tmp_path):
     rt = Runtime(reg, SQLiteLedger(str(tmp_path / "l.sqlite")))
+    rt.set_policy({"allow_skip_shadow": True}, None, "geoquant registers no KPI evaluator")
     assert param(rt.snapshot(), "tau_priv") == 0.6
     pkg = load_package({"name": "privacy", "semver": "1.0.0", "tests": ["legal"],
                         "atoms": [{"type": "Op", "op": "geoquant", "param": "tau_priv", "value": 0.75}]})

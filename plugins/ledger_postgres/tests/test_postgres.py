@@ -29,7 +29,9 @@ def _wait(pred, timeout=10.0) -> bool:
 @pytest.fixture
 def machines(pg_server, core_registry):
     url = pg_server()
-    a, b = Runtime(core_registry, PostgresLedger(url)), Runtime(core_registry, PostgresLedger(url))
+    a = Runtime(core_registry, PostgresLedger(url))
+    a.set_policy({"allow_skip_shadow": True}, None, "the core registry loads no KPI evaluator")
+    b = Runtime(core_registry, PostgresLedger(url))
     yield a, b
     a.close()
     b.close()
@@ -68,7 +70,36 @@ def test_two_writers_interleave_into_one_chain(machines):
 
 
 def test_unreachable_server_is_a_clear_error():
-    from mdqcore.ledger.base import LedgerError
+    from mdqcore.errors import LedgerError
 
     with pytest.raises(LedgerError, match="cannot connect to postgresql://nobody@127.0.0.1:1/x"):
         PostgresLedger("postgresql://nobody@127.0.0.1:1/x?connect_timeout=2")
+
+
+def test_a_stuck_writer_blocks_no_reader_and_other_writers_get_a_clear_timeout(pg_server):
+    # issue #15: opening the ledger took the writers' lock, so one stuck session blocked `verify` indefinitely
+    import psycopg
+
+    from mdqcore.errors import LedgerError
+    from mdq_ledger_postgres.ledger import _LOCK_KEY
+
+    url = pg_server()
+    PostgresLedger(url).close()
+    stuck = psycopg.connect(url, autocommit=True)
+    stuck.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))  # a writer that never finishes
+    try:
+        reader = PostgresLedger(url, readonly=True)
+        assert verify(reader).ok and reader.head() == 1
+        with pytest.raises(LedgerError, match="read-only"):
+            reader.append("received", cohort="default", actor="x")
+        with pytest.raises(LedgerError, match="another writer held the lock"):
+            PostgresLedger(url, lock_timeout="300ms")
+    finally:
+        stuck.close()
+
+
+def test_a_database_without_the_table_is_not_a_ledger(pg_server):
+    from mdqcore.errors import LedgerError
+
+    with pytest.raises(LedgerError, match="is not an mdq ledger"):
+        PostgresLedger(pg_server(), readonly=True)

@@ -239,7 +239,7 @@ def replay(log: str, now: bool, ledger_url: str | None) -> None:
                 click.echo(f"error: the log was written at ledger seq {head} but this ledger ends at "
                            f"{rt.ledger.head()}: is --ledger the one the log came from?", err=True)
                 sys.exit(2)
-            _base, states = replay_with_base(r for r in rt.ledger.state_rows() if r[0] <= head)
+            _base, states = replay_with_base(r for r in rt.ledger.rows() if r[0] <= head)
             state, when = states.get(cohort) or states["default"], f"the state at ledger seq {head}"
     finally:
         rt.close()

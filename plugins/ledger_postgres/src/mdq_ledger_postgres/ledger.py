@@ -23,15 +23,52 @@ from mdqcore.ledger.sql import schema
 
 CHANNEL = "mdq_ledger"
 _LOCK_KEY = 0x6D6471  # "mdq": one advisory lock for all ledger writers
+LOCK_TIMEOUT = "10s"  # a writer waits this long for the writers' lock, then gives up with a message
+STATEMENT_TIMEOUT = "60s"  # no statement (a reader's scan included) runs longer than this
+
+# the database itself refuses to change or remove an entry: a superuser who disables this is caught by checkpoints
+_APPEND_ONLY = [
+    """CREATE OR REPLACE FUNCTION mdq_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION 'mdq ledger entries are append-only'; END $$""",
+    """DO $$ BEGIN
+         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'mdq_events_no_change') THEN
+           CREATE TRIGGER mdq_events_no_change BEFORE UPDATE OR DELETE ON mdq_events
+             FOR EACH ROW EXECUTE FUNCTION mdq_events_append_only();
+           CREATE TRIGGER mdq_events_no_truncate BEFORE TRUNCATE ON mdq_events
+             FOR EACH STATEMENT EXECUTE FUNCTION mdq_events_append_only();
+         END IF; END $$""",
+]
 
 
-def _connect(url: str) -> Any:
+def _say(url: str, exc: BaseException) -> str:
+    """Turn a psycopg error into one line: what, where, what to do."""
+    import psycopg.errors as e
+
+    if isinstance(exc, e.LockNotAvailable):
+        return f"ledger {url}: another writer held the lock for over {LOCK_TIMEOUT}; nothing was written, retry"
+    if isinstance(exc, e.QueryCanceled):
+        return f"ledger {url}: a statement ran over {STATEMENT_TIMEOUT} and was cancelled; nothing was written"
+    if isinstance(exc, e.ReadOnlySqlTransaction):
+        return f"ledger {url}: opened read-only; writers need a writable connection"
+    if isinstance(exc, e.DiskFull):
+        return f"ledger {url}: the database server's disk is full; nothing was written. Free space, then retry"
+    if isinstance(exc, e.UndefinedTable):
+        return f"{url} is not an mdq ledger (no mdq_events table)"
+    if "append-only" in str(exc):
+        return f"ledger {url}: entries are append-only; nothing was changed"
+    return f"ledger {url}: {str(exc).strip().splitlines()[0]}"
+
+
+def _connect(url: str, lock_timeout: str = LOCK_TIMEOUT) -> Any:
     try:
         import psycopg
     except ImportError:
         raise LedgerError("the PostgreSQL ledger needs psycopg 3: pip install 'psycopg[binary]'") from None
     try:
-        return psycopg.connect(url, autocommit=True)
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        conn.execute(f"SET lock_timeout = '{lock_timeout}'")
+        conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+        return conn
     except psycopg.Error as exc:
         raise LedgerError(f"cannot connect to {url}: {str(exc).strip()}; check the URL, that the server runs, "
                           f"and that this user may connect") from None
@@ -42,33 +79,46 @@ class PostgresLedger(SQLLedger):
 
     table = "mdq_events"
     mark = "%s"
+    same = "IS NOT DISTINCT FROM"
 
-    def __init__(self, url: str, *, readonly: bool = False) -> None:
+    def __init__(self, url: str, *, readonly: bool = False, lock_timeout: str = LOCK_TIMEOUT) -> None:
         self.url = url
         self.readonly = readonly
-        self._conn = _connect(url)
+        self._conn = _connect(url, lock_timeout)
         self._lock = threading.Lock()
-        if readonly:
+        if readonly:  # readers never take the writers' lock, and the server refuses any write they might try
+            self._conn.execute("SET default_transaction_read_only = on")
+            self.head()  # a database without the table is not a ledger: say so now
             return
-        with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            for stmt in schema(self.table, "BIGINT"):
-                self._conn.execute(stmt)
+        with self._write() as cur:
+            for stmt in schema(self.table, "BIGINT") + _APPEND_ONLY:
+                cur.execute(stmt)
+        self._genesis()
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
+        import psycopg
+
         if self.readonly:
             raise LedgerError(f"ledger {self.url} was opened read-only")
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            yield self._conn.cursor()
+        try:
+            with self._lock, self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                yield self._conn.cursor()
+        except psycopg.Error as exc:
+            raise LedgerError(_say(self.url, exc)) from None
 
     def _after_append(self, cur: Any, ev: Any) -> None:
         cur.execute(f"NOTIFY {CHANNEL}, '{ev.seq}'")
 
     def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        import psycopg
+
+        try:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            raise LedgerError(_say(self.url, exc)) from None
 
     def follow(self, callback: Any, interval: float = 1.0) -> Follower:
         """LISTEN for appends from any machine; call `callback` on each, and after every reconnect."""

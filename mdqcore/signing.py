@@ -17,8 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..errors import SignatureError
-from ..model import MdqPackage, canonical_json
+from .errors import SignatureError
+from .model import MdqPackage, canonical_json
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -74,10 +74,20 @@ def signed_bytes(pkg: MdqPackage) -> bytes:
     return canonical_json(attrs.evolve(pkg, signature=None)).encode("utf-8")
 
 
+def sign_bytes(data: bytes, private: Ed25519PrivateKey) -> str:
+    """Return `ed25519:KEYID:BASE64`, a signature of `data` by `private`."""
+    return f"ed25519:{key_id(private.public_key())}:{base64.b64encode(private.sign(data)).decode()}"
+
+
+def signer(signature: str | None) -> str | None:
+    """Return the key id a signature names (not verified), or None."""
+    parts = (signature or "").split(":", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "ed25519" else None
+
+
 def sign(pkg: MdqPackage, private: Ed25519PrivateKey) -> MdqPackage:
     """Return the package with a signature by `private`."""
-    sig = base64.b64encode(private.sign(signed_bytes(pkg))).decode()
-    return attrs.evolve(pkg, signature=f"ed25519:{key_id(private.public_key())}:{sig}")
+    return attrs.evolve(pkg, signature=sign_bytes(signed_bytes(pkg), private))
 
 
 @attrs.define
@@ -129,22 +139,30 @@ class TrustPolicy:
         """Tell whether signatures are required."""
         return bool(self.keys)
 
-    def check(self, pkg: MdqPackage) -> None:
-        """Raise SignatureError unless the policy is off or the package is validly signed by a trusted key."""
-        if not self.enforced:
-            return
+    def check(self, pkg: MdqPackage, *, required: bool = False) -> str | None:
+        """Verify the package's signature (required when keys are trusted, or when asked); return its key id."""
+        if not (self.enforced or required):
+            return signer(pkg.signature)
+        if not self.keys:
+            raise SignatureError(f"{pkg.ref}: the policy requires signatures but no key is trusted; "
+                                 f"add one with `mdq keys trust`")
         if not pkg.signature:
             raise SignatureError(f"{pkg.ref} is unsigned and the trust policy requires signatures; "
                                  f"sign it with `mdq keys sign`")
+        return self.verify_bytes(pkg.signature, signed_bytes(pkg), what=pkg.ref)
+
+    def verify_bytes(self, signature: str, data: bytes, *, what: str) -> str:
+        """Check that `signature` over `data` is by a trusted key; return the key id, else raise SignatureError."""
         try:
-            scheme, kid, sig = pkg.signature.split(":", 2)
+            scheme, kid, sig = signature.split(":", 2)
             raw = base64.b64decode(sig, validate=True)
-        except ValueError:
-            raise SignatureError(f"{pkg.ref}: malformed signature; expected ed25519:KEYID:BASE64") from None
+        except (ValueError, AttributeError):
+            raise SignatureError(f"{what}: malformed signature; expected ed25519:KEYID:BASE64") from None
         if scheme != "ed25519" or kid not in self.keys:
-            raise SignatureError(f"{pkg.ref} is signed by key {kid!r}, which the trust policy does not list; "
+            raise SignatureError(f"{what} is signed by key {kid!r}, which the trust file does not list; "
                                  f"add it with `mdq keys trust` if you trust it")
         try:
-            self.keys[kid].verify(raw, signed_bytes(pkg))
+            self.keys[kid].verify(raw, data)
         except InvalidSignature:
-            raise SignatureError(f"{pkg.ref}: the signature does not match the content (altered after signing?)") from None
+            raise SignatureError(f"{what}: the signature does not match the content (altered after signing?)") from None
+        return kid
