@@ -7,6 +7,7 @@ from typing import Any
 from .model import GateResult, Idx, MdqPackage
 from .model.state import ControlState, atom_path
 
+
 def _requested(atom: Any, state: ControlState | None) -> float | None:
     cur = state.get(atom_path(atom)) if state is not None else None
     if isinstance(atom.value, bool) or isinstance(cur, bool):
@@ -30,10 +31,16 @@ def legal(package: MdqPackage, state: ControlState | None) -> GateResult:
 
 
 def budget(package: MdqPackage, state: ControlState | None) -> GateResult:
-    """Refuse a package whose total change (sum of |delta|) exceeds the budget ceiling."""
+    """Refuse a package whose total change (sum of |delta|) exceeds the budget ceiling in effect.
+
+    A change of the ceiling itself is not counted: it takes effect for the next package only,
+    so raising the budget is always its own, separately recorded step.
+    """
     ceiling = state.param("Gate", "budget", "ceiling", 1.0) if state is not None else 1.0
     total = 0.0
     for a in package.atoms:
+        if atom_path(a)[:3] == ("param", "Gate", "budget"):
+            continue
         if a.delta is not None:
             total += abs(a.delta)
         elif not isinstance(a.value, bool):

@@ -122,6 +122,10 @@ class SQLiteLedger(SQLLedger):
         except sqlite3.Error as exc:
             raise LedgerError(_say(self.path, exc)) from None
 
+    def rows(self, since: int = 0) -> Iterator[tuple[int, str]]:
+        """Yield (seq, body text) of every event after `since`, in order (replay's hot loop: one generator only)."""
+        return self._rows("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq", (since,))
+
     def follow(self, callback: Any, interval: float = 1.0) -> Any:
         """Call `callback` every `interval` seconds so a runtime sees other processes' events."""
         from .base import poll_follower

@@ -364,6 +364,8 @@ class Runtime:
                         undo.entry(pkg.semver, undo.next_n(pre), ops, kid)))
         changes.append((("history", pkg.name), pre.get(("history", pkg.name)),
                         {"max": top, "rolled_back": hist["rolled_back"], "key": kid or hist["key"]}))
+        if not diff:  # a fresh package: nothing to merge with an undo
+            return active.apply_diff(changes), changes
         merged: dict[tuple[str, ...], tuple[Any, Any]] = {}
         for p, old, new in diff + changes:
             merged[p] = (merged[p][0] if p in merged else old, new)

@@ -33,17 +33,20 @@ def undo_diff(state: ControlState, name: str) -> Diff:
     """Return the diff that removes package `name` exactly (see the module docstring)."""
     raw = state.data
     mine = raw[("package", name)]
-    affected = {tuple(o[0]) for o in mine.get("ops", [])}
-    by_path: dict[Path, list[tuple[int, int, str, list[Any]]]] = {p: [] for p in affected}
+    by_path: dict[Path, list[tuple[int, int, str, list[Any]]]] = {tuple(o[0]): [] for o in mine.get("ops", ())}
     for path, value in raw.items():
         if path[0] == "package":
+            n = value.get("n", 0)
             for i, o in enumerate(value.get("ops", ())):
-                p = tuple(o[0])
-                if p in by_path:
-                    by_path[p].append((value.get("n", 0), i, path[1], o))
+                chain = by_path.get(tuple(o[0]))
+                if chain is not None:
+                    chain.append((n, i, path[1], o))
     out: dict[Path, Any] = {("package", name): None}
     rewritten: dict[str, dict[str, Any]] = {}
     for p, chain in by_path.items():
+        if len(chain) == 1:  # only this package touched the path: back to what it found
+            out[p] = chain[0][3][3]
+            continue
         chain.sort(key=lambda c: (c[0], c[1]))
         value = baseline = chain[0][3][3]
         rest = [c for c in chain if c[2] != name]
@@ -55,7 +58,8 @@ def undo_diff(state: ControlState, name: str) -> Diff:
             e = rewritten.setdefault(who, {**raw[("package", who)], "ops": list(raw[("package", who)]["ops"])})
             e["ops"][i] = [list(p), e["ops"][i][1], e["ops"][i][2], baseline]
     out.update({("package", who): e for who, e in rewritten.items()})
-    return [(p, raw.get(p), v) for p, v in out.items() if raw.get(p) != v]
+    get = raw.get
+    return [(p, get(p), v) for p, v in out.items() if get(p) != v]
 
 
 def _same(a: Any, b: Any, index: bool) -> bool:
