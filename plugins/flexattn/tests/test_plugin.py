@@ -26,7 +26,7 @@ def test_registers_every_capability(reg):
     assert reg.names("operator") == ["flexattn"]
     assert reg.names("length_policy") == ["table"]
     assert "term" in reg.names("index_feature") and reg.get("index_feature", "term").meta["semiring"] == "max"
-    assert {"jaccard", "bm25"} <= set(reg.names("gate"))
+    assert {"topic", "jaccard", "bm25"} <= set(reg.names("gate"))
     assert reg.names("evaluator") == ["lexical_reward", "term_coverage", "word_compliance"]
     assert reg.names("command") == ["demo", "flexattn"]
 
@@ -38,7 +38,7 @@ def test_a_promoted_package_changes_the_reward_live(reg, tmp_path):
     assert rt.snapshot().param("Op", "flexattn", "lambda_lex") == 0.3  # the plugin's defaults are in the state
     pkg = load_package({"name": "lex", "semver": "1.0.0", "tests": ["legal", "bm25"],
                         "atoms": [{"type": "Op", "op": "flexattn", "param": "lambda_lex", "value": 0.45},
-                                  {"type": "Gate", "gate": "bm25", "param": "tau", "value": 0.6}]})
+                                  {"type": "Gate", "gate": "topic", "param": "tau", "value": 0.6}]})
     rt.apply(pkg, inputs=SCENARIO["inputs"])
     after = Scorer(rt.snapshot()).score(q, t)
     assert after[0].delta == pytest.approx(before[0].delta * 1.5 * 0.4 / 0.25)

@@ -13,8 +13,10 @@ import click
 # the kernel's ledger option and runtime opener: same URL rules and the operator's trust policy
 from mdqcore.runtime.commands import LEDGER_OPT, _runtime
 
-GATE_OPT = click.option("--gate", type=click.Choice(["bm25", "jaccard"]), default="bm25", show_default=True,
-                        help="Semantic gate giving sim (its tau comes from the control state).")
+from .gates import GATES
+
+GATE_OPT = click.option("--gate", type=click.Choice(list(GATES)), default=GATES[0], show_default=True,
+                        help="Relevance gate giving sim (its tau comes from the control state).")
 
 
 def _data(name: str) -> Path:
