@@ -4,15 +4,14 @@ A gate scores one hit in its place in the answer, not the answer's prefix, so a 
 fall as well as rise and never saturates over a long text. Three gates are registered, each
 with its own threshold tau in the control state (``Gate/<name>/tau``):
 
-- ``topic`` (the default): the hit term's own relation to the question's topic keys (the
-  catalog terms of the question with their aliases, and its rarer content words), or the
-  topic context of the clause the hit stands in; see `TopicContext` for the rules and the
-  plugin README for a worked example.
+- ``topic`` (the default): the hit term's own relation to the question (its catalog terms with
+  their aliases, its content words), or the topic context of the sentence the hit stands in;
+  see `TopicContext` for the rules and the plugin README for a worked example.
 - ``bm25``: BM25-lite of the question's content bigrams in a window of the answer around the hit.
 - ``jaccard``: Jaccard of the question's content bigrams and those of the best span of that
   window as long as the question's content.
 
-`prepare(question, text)` does the per-answer work once (one scan, one pass over clauses),
+`prepare(question, text)` does the per-answer work once (one scan, one pass over sentences),
 so a whole answer is scored in time linear in its length. As a package test a gate refuses
 Idx atoms on segments no catalog term is similar to (`score(segment, term) >= tau`).
 """
@@ -32,10 +31,10 @@ from .policy import FUNCTION_WORDS
 
 DEFAULT_TAU = 0.75
 GATES = ("topic", "bm25", "jaccard")
+RELATED = 0.5  # rel at which a hit puts its sentence on the question's topic (and below which it can be a rival)
 WINDOW = 12  # characters each side of a hit that bm25 and jaccard see, within its sentence
 SENTENCE_END = "。！？!?；;\n"
-CLAUSE_END = "，,：:"
-_UNITS = re.compile(f"[{re.escape(SENTENCE_END + CLAUSE_END)}]")
+_SENTENCES = re.compile(f"[{re.escape(SENTENCE_END)}]+")
 
 
 def check_tau(tau: float) -> float:
@@ -105,22 +104,22 @@ class HitContext(Protocol):
 
 
 class QuestionProfile:
-    """The question's topic: its catalog terms (keys, with aliases), rarer content words, and their tags.
+    """The question's topic: its keys (catalog terms with every alias), anchors, and their domain tags.
 
-    Keys come from the catalog: every non-general term the question contains, with all its
-    surface forms (so a lay alias in the question names the clinical term of the answer).
-    Content words are the rest of the question split into dictionary words, keeping words of
-    two or more characters that are not general (idf below the floor: 什么, 为什么, 如何, 可以).
+    Keys are the non-general catalog terms the question contains, with all their surface forms,
+    so a lay alias in the question (拉肚子) names the clinical term of the answer (腹泻).
+    Anchors are the strings whose mention puts a sentence on the question's topic: the key
+    forms, the rest of the question split into dictionary words (two or more characters, not
+    general), and the bigrams of runs that the dictionary does not know (他汀 in 他汀类药物).
     """
 
     def __init__(self, question: str, engine: Any, matcher: Any, general: Callable[[str], bool]) -> None:
         self.question = fold_width(question)
-        hits = matcher.hits(self.question)
         self.terms: set[str] = set()
         self.tags: set[str] = set()
         forms: set[str] = set()
         covered = bytearray(len(self.question))
-        for h in hits:
+        for h in matcher.hits(self.question):
             covered[h.start:h.end] = b"\x01" * len(h.form)
             if general(h.term):
                 continue
@@ -130,57 +129,69 @@ class QuestionProfile:
             forms.update((h.term, h.form, *(e.aliases if e else ())))
         self.forms = sorted(forms)
         rest = "".join(" " if covered[i] or is_punct(ch) else ch for i, ch in enumerate(self.question))
-        words = [w for run in rest.split() for w in engine.freqs.segment(run)]
-        self.words = sorted({w for w in words if len(w) >= 2 and w not in FUNCTION_WORDS and not general(w)})
+        words: set[str] = set()
+        for run in content(rest).split():
+            segs = engine.freqs.segment(run)
+            words.update(w for w in segs if len(w) >= 2)
+            unknown = ""  # consecutive single characters: a word the dictionary lacks
+            for w in [*segs, "  "]:
+                if len(w) == 1:
+                    unknown += w
+                    continue
+                words.update(unknown[i:i + 2] for i in range(len(unknown) - 1))
+                unknown = ""
+        self.words = sorted(w for w in words if w not in FUNCTION_WORDS and not general(w))
+        self.anchors = sorted(set(self.forms) | set(self.words), key=len, reverse=True)
 
     def __bool__(self) -> bool:
-        return bool(self.terms or self.words)
+        return bool(self.anchors)
 
     def rel(self, term: str, form: str = "") -> float:
         """Return how related a hit term is to the question: 1 for a key (any alias), else the best bigram overlap."""
         if term in self.terms:
             return 1.0
         best = 0.0
-        for k in (*self.forms, *self.words):
+        for k in self.anchors:
             best = max(best, overlap(term, k), overlap(form, k) if form and form != term else 0.0)
         return best
 
+    def mentioned(self, text: str) -> bool:
+        """Return whether `text` mentions an anchor of the question."""
+        return any(k in text for k in self.anchors)
+
 
 class TopicContext:
-    """The `topic` gate over one answer: sim(hit) = max(rel(hit), ctx(clause of the hit)).
+    """The `topic` gate over one answer: sim(hit) = max(rel(hit), ctx(sentence of the hit)).
 
-    The answer is cut into clauses (at ， ： ,) inside sentences (at 。！？；!?; and newlines).
-    For each clause c, over the catalog hits of the whole answer (leftmost-longest, every length):
+    The answer is cut into sentences (at 。！？；!?; and newlines). Over the catalog hits of the
+    whole answer, for sentence s:
 
-        a(c)     = max(rel(h) over the non-general hits h in c; 1 if c holds a content word of the question)
-        carry(c) = ctx(previous clause), times `carry` when c begins a new sentence; 0 for the first clause
-        ctx(c)   = a(c)                   if c names a rival: a non-general term with rel < 0.5 sharing a
-                                           domain tag with the question's keys (another drug for a drug question)
-                 = 0                      if c's sentence holds no domain term and no content word
-                 = max(a(c), carry(c))    otherwise
+        ctx(s) = 1      if s is on topic: it mentions an anchor of the question (a key in any
+                        form, a content word of the question) or holds a hit with rel >= 0.5
+               = 0      if s holds no domain hit (every hit general, or none)
+               = 0      if the first domain hit of s is a rival: unrelated to the question
+                        (rel < 0.5) and sharing a domain tag with its keys (another drug for a
+                        drug question: a new subject)
+               = carry * max(ctx(s-1), ctx(s+1))   otherwise, carried from the neighbouring
+                        sentences (each carried value itself carried on, fading per sentence;
+                        never through an off-domain or rival sentence)
 
-    So an answer earns context only once it names the question's topic; it keeps it through
-    clauses that continue the topic (pronouns, dropped subjects), fading by `carry` per
-    sentence, and loses it at once where it turns to another drug or disease or leaves the domain.
+    So an answer earns context only where it names the question's topic; the context carries
+    into sentences next to it that go on about it (dropped subjects, pronouns, an explanation
+    before the subject is named), fading by `carry` per sentence, and is lost at once where the
+    answer turns to another subject or leaves the domain.
     """
 
     def __init__(self, profile: QuestionProfile, text: str, hits: Iterable[Any], catalog: Any,
                  general: Callable[[str], bool], carry: float) -> None:
         self.profile = profile
         self._rel: dict[str, float] = {}
-        starts, ends, kinds = [0], [], []
-        for m in _UNITS.finditer(text):
-            ends.append(m.end())
-            kinds.append(m.group() in SENTENCE_END)
-            starts.append(m.end())
-        ends.append(len(text))
-        kinds.append(True)
-        self.starts = starts
-        n = len(starts)
-        a = [0.0] * n
-        rival = [False] * n
+        self.starts = [0] + [m.end() for m in _SENTENCES.finditer(text)]
+        ends = self.starts[1:] + [len(text)]
+        n = len(self.starts)
+        on = [profile.mentioned(text[self.starts[i]:ends[i]]) for i in range(n)]
         domain = [False] * n
-        hits = list(hits)
+        rival = [False] * n
         u = 0
         for h in hits:
             while h.start >= ends[u]:
@@ -188,33 +199,18 @@ class TopicContext:
             if general(h.term):
                 continue
             r = self.rel(h.term, h.form)
-            domain[u] = True
-            a[u] = max(a[u], r)
-            if r < 0.5 and profile.tags.intersection(catalog.tags(h.term)):
-                rival[u] = True
-        if profile.words:
-            for i in range(n):
-                seg = text[starts[i]:ends[i]]
-                if any(w in seg for w in profile.words):
-                    a[i] = 1.0
-                    domain[i] = True
-        # a sentence is in the domain when any of its clauses is
-        sent_domain, first = [False] * n, 0
-        for i in range(n):
-            if kinds[i]:
-                d = any(domain[first:i + 1])
-                sent_domain[first:i + 1] = [d] * (i + 1 - first)
-                first = i + 1
-        ctx, prev, new_sentence = [0.0] * n, 0.0, True
-        for i in range(n):
-            c = prev * (carry if new_sentence and i > 0 else 1.0)
-            if rival[i]:
-                ctx[i] = a[i]
-            elif not sent_domain[i]:
-                ctx[i] = 0.0
-            else:
-                ctx[i] = max(a[i], c)
-            prev, new_sentence = ctx[i], kinds[i]
+            on[u] = on[u] or r >= RELATED
+            if not domain[u]:  # the first domain hit of the sentence decides whether it opens a new subject
+                domain[u] = True
+                rival[u] = r < RELATED and bool(profile.tags.intersection(catalog.tags(h.term)))
+        ctx = [1.0 if o else 0.0 for o in on]
+        # carry both ways: an answer may explain before it names the subject
+        for order in (range(n), range(n - 1, -1, -1)):
+            prev = 0.0
+            for i in order:
+                if not on[i] and domain[i] and not rival[i]:
+                    ctx[i] = max(ctx[i], carry * prev)
+                prev = ctx[i] if domain[i] and not rival[i] else 0.0
         self.ctx = ctx
 
     def rel(self, term: str, form: str = "") -> float:
@@ -224,12 +220,8 @@ class TopicContext:
             r = self._rel[term] = self.profile.rel(term, form)
         return r
 
-    def clause(self, pos: int) -> int:
-        """Return the index of the clause holding position `pos`."""
-        return bisect_right(self.starts, pos) - 1
-
     def sim(self, start: int, end: int, term: str) -> float:
-        """Return max(rel(term), ctx(clause of the hit))."""
+        """Return max(rel(term), ctx(sentence of the hit))."""
         return max(self.rel(term), self.ctx[bisect_right(self.starts, start) - 1])
 
 
@@ -244,7 +236,7 @@ class WindowContext:
 
     def __init__(self, score: Callable[[str], float], text: str, span: int = 0) -> None:
         self.score, self.text, self.span = score, text, span
-        self._ends = [m.end() for m in re.finditer(f"[{re.escape(SENTENCE_END)}]", text)]
+        self._ends = [m.end() for m in _SENTENCES.finditer(text)]
 
     def sim(self, start: int, end: int, term: str) -> float:
         """Return the gate's score of the question against the window round text[start:end]."""
