@@ -91,7 +91,14 @@ def _bm25(q: Counter[str], context: str, idf: Callable[[str], float], n: int = 2
 
 def overlap(a: str, b: str) -> float:
     """Return the bigram overlap coefficient |A ∩ B| / min(|A|, |B|) of two terms (1 when one holds the other)."""
-    A, B = set(char_ngrams(a)), set(char_ngrams(b))
+    return _overlap(_grams(a), _grams(b))
+
+
+def _grams(s: str) -> frozenset[str]:
+    return frozenset(char_ngrams(s))
+
+
+def _overlap(A: frozenset[str], B: frozenset[str]) -> float:
     return len(A & B) / min(len(A), len(B)) if A and B else 0.0
 
 
@@ -142,18 +149,21 @@ class QuestionProfile:
                 unknown = ""
         self.words = sorted(w for w in words if w not in FUNCTION_WORDS and not general(w))
         self.anchors = sorted(set(self.forms) | set(self.words), key=len, reverse=True)
+        self._anchor_grams = [_grams(a) for a in self.anchors]
+        self._rel: dict[tuple[str, str], float] = {}
 
     def __bool__(self) -> bool:
         return bool(self.anchors)
 
     def rel(self, term: str, form: str = "") -> float:
         """Return how related a hit term is to the question: 1 for a key (any alias), else the best bigram overlap."""
-        if term in self.terms:
-            return 1.0
-        best = 0.0
-        for k in self.anchors:
-            best = max(best, overlap(term, k), overlap(form, k) if form and form != term else 0.0)
-        return best
+        r = self._rel.get((term, form))
+        if r is None:
+            if len(self._rel) > 65536:  # one question, many answers: bounded all the same
+                self._rel.clear()
+            r = self._rel[(term, form)] = 1.0 if term in self.terms else max(
+                (_overlap(g, a) for a in self._anchor_grams for g in {_grams(term), _grams(form or term)}), default=0.0)
+        return r
 
     def mentioned(self, text: str) -> bool:
         """Return whether `text` mentions an anchor of the question."""
@@ -185,7 +195,6 @@ class TopicContext:
     def __init__(self, profile: QuestionProfile, text: str, hits: Iterable[Any], catalog: Any,
                  general: Callable[[str], bool], carry: float) -> None:
         self.profile = profile
-        self._rel: dict[str, float] = {}
         self.starts = [0] + [m.end() for m in _SENTENCES.finditer(text)]
         ends = self.starts[1:] + [len(text)]
         n = len(self.starts)
@@ -214,15 +223,12 @@ class TopicContext:
         self.ctx = ctx
 
     def rel(self, term: str, form: str = "") -> float:
-        """Return the profile's relation of a term, cached per answer."""
-        r = self._rel.get(term)
-        if r is None:
-            r = self._rel[term] = self.profile.rel(term, form)
-        return r
+        """Return the profile's relation of a term (cached per question)."""
+        return self.profile.rel(term, form)
 
     def sim(self, start: int, end: int, term: str) -> float:
         """Return max(rel(term), ctx(sentence of the hit))."""
-        return max(self.rel(term), self.ctx[bisect_right(self.starts, start) - 1])
+        return max(self.profile.rel(term), self.ctx[bisect_right(self.starts, start) - 1])
 
 
 class WindowContext:

@@ -264,13 +264,15 @@ class Scorer:
         ctx = self.context(question, text, hits)
         seen: set[str] = set()
         out, ler = [], 0.0
-        general = self.general
+        per_term: dict[str, tuple[float, bool]] = {}  # idf and generality depend on the term alone
         for h in hits:
             sim = ctx.sim(h.start, h.end, h.term)
-            w = idf(h.term, state)
+            wg = per_term.get(h.term)
+            if wg is None:
+                wg = per_term[h.term] = (idf(h.term, state), self.general(h.term))
+            w, g = wg
             dup = h.term in seen
             seen.add(h.term)
-            g = general(h.term)
             delta = self._delta(sim, w, g, dup)
             ler += p.eta2 * delta
             out.append(HitScore(h.start + 1, h.form, h.term, len(h.form), w, sim, g, dup, delta))
