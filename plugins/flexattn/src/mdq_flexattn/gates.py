@@ -192,7 +192,7 @@ class TopicContext:
     answer turns to another subject or leaves the domain.
     """
 
-    def __init__(self, profile: QuestionProfile, text: str, hits: Iterable[Any], catalog: Any,
+    def __init__(self, profile: QuestionProfile, text: str, hits: Iterable[tuple[int, str, str]], catalog: Any,
                  general: Callable[[str], bool], carry: float) -> None:
         self.profile = profile
         self.starts = [0] + [m.end() for m in _SENTENCES.finditer(text)]
@@ -202,16 +202,16 @@ class TopicContext:
         domain = [False] * n
         rival = [False] * n
         u = 0
-        for h in hits:
-            while h.start >= ends[u]:
+        for start, form, term in hits:
+            while start >= ends[u]:
                 u += 1
-            if general(h.term):
+            if general(term):
                 continue
-            r = self.rel(h.term, h.form)
+            r = self.rel(term, form)
             on[u] = on[u] or r >= RELATED
             if not domain[u]:  # the first domain hit of the sentence decides whether it opens a new subject
                 domain[u] = True
-                rival[u] = r < RELATED and bool(profile.tags.intersection(catalog.tags(h.term)))
+                rival[u] = r < RELATED and bool(profile.tags.intersection(catalog.tags(term)))
         ctx = [1.0 if o else 0.0 for o in on]
         # carry both ways: an answer may explain before it names the subject
         for order in (range(n), range(n - 1, -1, -1)):
@@ -285,7 +285,7 @@ class SemanticGate:
         return self.score(question, context) >= self.tau(state)
 
     def prepare(self, question: str, text: str, *, matcher: Any, general: Callable[[str], bool],
-                carry: float = 0.85, hits: Iterable[Any] | None = None, profile: QuestionProfile | None = None
+                carry: float = 0.85, hits: Iterable[tuple[int, str, str]] | None = None, profile: QuestionProfile | None = None
                 ) -> HitContext:
         """Return the per-hit relevance of one answer (all the per-answer work is done here, once)."""
         if self.name == "jaccard":
@@ -296,7 +296,9 @@ class SemanticGate:
             return WindowContext(lambda window: _bm25(qc, window, idf), text)
         eng = self._engine()
         profile = profile or QuestionProfile(question, eng, matcher, general)
-        return TopicContext(profile, text, matcher.hits(text) if hits is None else hits, eng.catalog, general, carry)
+        if hits is None:
+            hits = [(h.start, h.form, h.term) for h in matcher.hits(text)]
+        return TopicContext(profile, text, hits, eng.catalog, general, carry)
 
     def __call__(self, package: MdqPackage, state: Any) -> GateResult:
         """Refuse Idx atoms on segments no catalog term is similar to (score >= tau)."""

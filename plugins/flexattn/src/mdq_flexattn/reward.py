@@ -33,7 +33,6 @@ from attrs import asdict, frozen
 from .catalog import DEFAULT_U, MAX_TERM_LEN, check_lengths, fold_width, is_punct
 from .engine import Engine, default_engine
 from .gates import DEFAULT_TAU, GATES, HitContext, QuestionProfile, SemanticGate, check_tau
-from .matcher import Hit
 from .policy import LH_SET, TablePolicy
 
 OPERATOR = "flexattn"
@@ -190,11 +189,12 @@ class Scorer:
         if not isinstance(question, str):
             raise ValueError(f"question must be a string, got {type(question).__name__}")
 
-    def _scan(self, text: str) -> list[Hit]:
+    def _scan(self, text: str) -> list[tuple[int, str, str]]:
+        # (start, form, term) tuples, not Hit objects: at a megabyte, fewer objects for the GC to track
         auto = self.matcher.reach(self.reach)
-        return [Hit(e - n, text[e - n:e + 1], term) for e, (n, term) in auto.iter_long(text)]
+        return [(e - n, text[e - n:e + 1], term) for e, (n, term) in auto.iter_long(text)]
 
-    def context(self, question: str, text: str, hits: list[Hit] | None = None) -> HitContext:
+    def context(self, question: str, text: str, hits: list[tuple[int, str, str]] | None = None) -> HitContext:
         """Return the gate's per-hit relevance over `text` (already width-folded)."""
         if not question.strip():
             return _Zero()  # documented: an empty question makes every hit irrelevant
@@ -265,17 +265,17 @@ class Scorer:
         seen: set[str] = set()
         out, ler = [], 0.0
         per_term: dict[str, tuple[float, bool]] = {}  # idf and generality depend on the term alone
-        for h in hits:
-            sim = ctx.sim(h.start, h.end, h.term)
-            wg = per_term.get(h.term)
+        for start, form, term in hits:
+            sim = ctx.sim(start, start + len(form), term)
+            wg = per_term.get(term)
             if wg is None:
-                wg = per_term[h.term] = (idf(h.term, state), self.general(h.term))
+                wg = per_term[term] = (idf(term, state), self.general(term))
             w, g = wg
-            dup = h.term in seen
-            seen.add(h.term)
+            dup = term in seen
+            seen.add(term)
             delta = self._delta(sim, w, g, dup)
             ler += p.eta2 * delta
-            out.append(HitScore(h.start + 1, h.form, h.term, len(h.form), w, sim, g, dup, delta))
+            out.append(HitScore(start + 1, form, term, len(form), w, sim, g, dup, delta))
         # per-character terms by character: the table policy decides from the character alone
         counts = Counter(text)
         cost, P_of = 0.0, {}
