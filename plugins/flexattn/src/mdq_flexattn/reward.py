@@ -173,6 +173,8 @@ class Scorer:
         self.unreachable = self.matcher.catalog.unreachable(self.reach)
         self.general = self.engine.general(self.matcher.catalog, self.params.idf_floor)
         self._profiles: dict[str, QuestionProfile] = {}
+        self._char_cost: dict[str, float] = {}
+        self._punct_of: dict[int, str] = {}
 
     def profile(self, question: str) -> QuestionProfile:
         """Return the question's topic profile (cached: many answers are scored per question)."""
@@ -277,12 +279,14 @@ class Scorer:
             ler += p.eta2 * delta
             out.append(HitScore(start + 1, form, term, len(form), w, sim, g, dup, delta))
         # per-character terms by character: the table policy decides from the character alone
-        counts = Counter(text)
-        cost, P_of = 0.0, {}
-        for ch, k in counts.items():
-            Lh, Lp = self.policy.decide("", ch)
-            cost += k * (p.lambda_h * (Lh / self.lh_max) ** p.alpha_h + p.lambda_p * (Lp / self.lp_max) ** p.alpha_p)
-            P_of[ord(ch)] = "1" if is_punct(ch) else "0"
+        cost, by_char, P_of = 0.0, self._char_cost, self._punct_of
+        for ch, k in Counter(text).items():
+            c = by_char.get(ch)
+            if c is None:  # once per character per scorer: the state, hence the table, is fixed
+                Lh, Lp = self.policy.decide("", ch)
+                c = by_char[ch] = p.lambda_h * (Lh / self.lh_max) ** p.alpha_h + p.lambda_p * (Lp / self.lp_max) ** p.alpha_p
+                P_of[ord(ch)] = "1" if is_punct(ch) else "0"
+            cost += k * c
         n_P = text.translate(P_of).count("01")  # punctuation right after a non-punctuation character
         chi = float(len(text)) if reference is None else float(sum(map(operator.eq, text, fold_width(reference))))
         reward = p.base * len(text) + p.eta1 * chi + ler - cost + p.rho * n_P
