@@ -111,7 +111,10 @@ def evaluate(split: str, gate: str) -> dict[str, Any]:
             false_on_clean += len(nearmisses(None, q["bad"][v]))
         clean_texts += 5
     median_good = statistics.median(good_scores)
-    ctl = [{"id": c["id"], "ratio": score(c["question"], c["answer"]) / median_good} for c in controls]
+    # a median of 0 leaves the ratio undefined (None): no control can be judged against nothing
+    ctl = [{"id": c["id"], "ratio": score(c["question"], c["answer"]) / median_good if median_good > 0 else None}
+           for c in controls]
+    ratios = [c["ratio"] for c in ctl if c["ratio"] is not None]
     secs = time.perf_counter() - t0
     n_pairs = sum(p[1] for p in pairs.values())
     return {
@@ -119,9 +122,9 @@ def evaluate(split: str, gate: str) -> dict[str, Any]:
         "ranking_accuracy": sum(p[0] for p in pairs.values()) / n_pairs,
         "ranking_by_variant": {v: p[0] / p[1] for v, p in pairs.items()},
         "median_good_ler": median_good, "good_with_zero_reward": sum(g == 0 for g in good_scores),
-        "control_ratio_mean": statistics.fmean(c["ratio"] for c in ctl),
-        "control_ratio_max": max(c["ratio"] for c in ctl),
-        "controls_over_5pct": [c for c in ctl if c["ratio"] > 0.05],
+        "control_ratio_mean": statistics.fmean(ratios) if ratios else None,
+        "control_ratio_max": max(ratios) if ratios else None,
+        "controls_over_5pct": [c for c in ctl if c["ratio"] is None or c["ratio"] > 0.05],
         "term_recall_hits": key_hit / key_n, "key_terms_in_catalog": key_in_catalog / key_n,
         "key_terms_in_starter": key_in_starter / key_n, "key_terms": key_n,
         "nearmiss_recall": nm_found / nm_planted, "nearmiss_precision": nm_tp / nm_reports if nm_reports else 0.0,
