@@ -219,7 +219,7 @@ class TopicContext:
             for i in order:
                 if not on[i] and domain[i] and not rival[i]:
                     ctx[i] = max(ctx[i], carry * prev)
-                prev = ctx[i] if domain[i] and not rival[i] else 0.0
+                prev = ctx[i] if on[i] or (domain[i] and not rival[i]) else 0.0
         self.ctx = ctx
 
     def rel(self, term: str, form: str = "") -> float:
