@@ -1,12 +1,15 @@
-"""Flex-Attn benchmarks (issue #5): matcher throughput vs raw pyahocorasick, reward steps/s,
-FlexAttention window vs dense masked SDPA.
+"""Flex-Attn benchmarks (issues #5, #17): matcher throughput vs raw pyahocorasick, reward
+scoring throughput vs the matcher's scan, FlexAttention window vs dense masked SDPA.
 
-    python benchmarks/flexattn.py [--quick] [--device cpu|cuda] [--attn-only]
+    python benchmarks/flexattn.py [--quick] [--device cpu|cuda] [--attn-only | --no-attn]
 
-Matcher: a >= 50,000-term catalog (the most frequent 2-8 character words of jieba's
-dictionary) over >= 1 MB of Chinese text sampled from the same dictionary by frequency (a
-synthetic Zipf corpus: no Chinese corpus ships offline); the anchor is a raw pyahocorasick
-automaton over the same words, consumed with `list(A.iter_long(text))`. Attention: B=1, H=8,
+Matcher: the shipped default catalog over >= 1 MB of medical text (the labelled evaluation's
+good answers in a seeded random order), and a >= 50,000-term catalog (the most frequent 2-8
+character words of jieba's dictionary) over Chinese text sampled from the same dictionary by
+frequency (a synthetic Zipf corpus: no Chinese corpus ships offline); the anchor is a raw
+pyahocorasick automaton over the same forms, consumed with `list(A.iter_long(text))`.
+Scoring: `Scorer.summary` (totals and hits) and `Scorer.score` (one record per character) on
+10 KB, 100 KB and 1 MB of the medical text, against `Matcher.scan` on the same text. Attention: B=1, H=8,
 D=64, random windows in {2,3,4,6} (L_h) and, as a second case, in [1, 256]; peak memory is
 the process's peak RSS growth on CPU (one subprocess per case) or torch's peak allocation on GPU.
 """
@@ -20,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,6 +61,21 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
+def medical_text(min_bytes: int, seed: int = 0) -> str:
+    """Return Chinese medical text: the evaluation's good answers in a seeded random order, repeated."""
+    root = Path(__file__).resolve().parents[1] / "plugins/flexattn/data/eval"
+    goods = [json.loads(x)["good"] for f in ("dev.jsonl", "test.jsonl")
+             for x in (root / f).read_text(encoding="utf-8").splitlines() if x.strip()]
+    rng = random.Random(seed)
+    parts: list[str] = []
+    size = 0
+    while size < min_bytes:
+        g = rng.choice(goods)
+        parts.append(g)
+        size += len(g.encode("utf-8"))
+    return "".join(parts)
+
+
 def matcher_rows(quick: bool) -> list[dict]:
     """Time Matcher.scan against raw iter_long on the same automaton contents and text."""
     import ahocorasick
@@ -64,43 +83,60 @@ def matcher_rows(quick: bool) -> list[dict]:
     from mdq_flexattn.catalog import Catalog, Entry
     from mdq_flexattn.matcher import Matcher
 
-    terms, text = corpus(50_000 if quick else 60_000, 1_000_000 if quick else 2_000_000)
-    t0 = time.perf_counter()
-    m = Matcher(Catalog([Entry(t) for t in terms]))
-    build = time.perf_counter() - t0
-    raw = ahocorasick.Automaton()
-    for t in terms:
-        raw.add_word(t, t)
-    raw.make_automaton()
-    mb = len(text.encode("utf-8")) / 1e6
-    repeat = 3 if quick else 5
-    ours, anchor = [], []
-    for _ in range(repeat):  # interleaved so that machine noise hits both alike
-        anchor.append(best_of(lambda: list(raw.iter_long(text)), 1))
-        ours.append(best_of(lambda: m.scan(text), 1))
-    t_raw, t_ours = min(anchor), min(ours)
-    assert [v for _e, v in raw.iter_long(text)] == [t for _s, t in m.scan(text)]  # same hits, or the ratio means nothing
-    return [{"case": f"scan {mb:.2f} MB, {len(terms):,} terms", "ours_s": t_ours, "anchor_s": t_raw,
-             "ours_MB_s": mb / t_ours, "anchor_MB_s": mb / t_raw, "ratio": t_raw / t_ours,
-             "note": f"throughput ours/raw iter_long (goal >= 0.8); automaton build {build:.2f} s"}]
-
-
-def reward_rows(quick: bool) -> list[dict]:
-    """Reward scoring steps per second on the reference target and on synthetic text."""
-    from mdq_flexattn.reward import Scorer
-    from mdq_flexattn.engine import default_engine
-
-    spec = json.loads((Path(__file__).resolve().parents[1] / "plugins/flexattn/src/mdq_flexattn/data/scenario.json")
-                      .read_text(encoding="utf-8"))
-    default_engine()
-    scorer = Scorer()
-    _, text = corpus(1000, 30_000 if quick else 100_000, seed=1)
     rows = []
-    for name, q, t in (("reference scenario (71 chars)", spec["question"], spec["target"]),
-                       (f"synthetic text ({len(text):,} chars)", spec["question"], text)):
-        n = max(1, 20_000 // len(t))
-        secs = best_of(lambda: [scorer.score(q, t) for _ in range(n)], 3)
-        rows.append({"case": f"reward {name}", "ours_s": secs / n, "steps_per_s": n * len(t) / secs})
+    default = Catalog.default()
+    _, zipf = corpus(1000, 1_000_000 if quick else 2_000_000)
+    terms, _ = corpus(50_000 if quick else 60_000, 0)
+    cases = [(f"default catalog ({len(default):,} terms), medical text", default,
+              medical_text(1_000_000 if quick else 2_000_000)),
+             (f"{len(terms):,} dictionary words, Zipf text", Catalog([Entry(t) for t in terms]), zipf)]
+    for name, cat, text in cases:
+        t0 = time.perf_counter()
+        m = Matcher(cat)
+        build = time.perf_counter() - t0
+        raw = ahocorasick.Automaton()
+        for form, term in cat.surface.items():
+            raw.add_word(form, term)
+        raw.make_automaton()
+        mb = len(text.encode("utf-8")) / 1e6
+        ours, anchor = [], []
+        for _ in range(3 if quick else 5):  # interleaved so that machine noise hits both alike
+            anchor.append(best_of(lambda: list(raw.iter_long(text)), 1))
+            ours.append(best_of(lambda: m.scan(text), 1))
+        t_raw, t_ours = min(anchor), min(ours)
+        assert [v for _e, v in raw.iter_long(text)] == [t for _s, t in m.scan(text)]  # same hits, or the ratio means nothing
+        rows.append({"case": f"scan {mb:.2f} MB, {name}", "ours_s": t_ours, "anchor_s": t_raw,
+                     "ours_MB_s": mb / t_ours, "anchor_MB_s": mb / t_raw, "ratio": t_raw / t_ours,
+                     "note": f"throughput Matcher.scan / raw iter_long (goal >= 0.8); automaton build {build:.2f} s"})
+    return rows
+
+
+def scoring_rows(quick: bool) -> list[dict]:
+    """Scoring throughput against Matcher.scan on the same medical text at 10 KB, 100 KB and 1 MB."""
+    from mdq_flexattn.reward import Scorer
+
+    scorer = Scorer()
+    q = "为什么奥司他韦能治疗流感？"
+    text = medical_text(1_000_000, seed=1).encode("utf-8")
+    rows, prev = [], {}
+    for n in (10_000, 100_000, 1_000_000):
+        t = text[:n].decode("utf-8", errors="ignore")
+        scorer.summary(q, t)  # warm: the question's profile and the term relations are cached, as when serving
+        repeat = {10_000: 30, 100_000: 10, 1_000_000: 3}[n] // (3 if quick else 1) or 1  # best-of: small texts are noisier
+        t_scan = best_of(lambda: scorer.matcher.scan(t), repeat)
+        scan_growth = t_scan / prev["scan"] if "scan" in prev else None
+        prev["scan"] = t_scan
+        for path, fn in (("summary", lambda: scorer.summary(q, t)), ("steps", lambda: scorer.score(q, t))):
+            if path == "steps" and quick and n == 1_000_000:
+                continue
+            secs = best_of(fn, max(1, repeat // 3) if path == "steps" else repeat)
+            growth = secs / prev[path] if path in prev else None
+            prev[path] = secs
+            rows.append({"case": f"score {n // 1000:,} KB ({len(t):,} chars), Scorer.{path}", "ours_s": secs,
+                         "anchor_s": t_scan, "ratio": t_scan / secs, "growth_10x": growth,
+                         "anchor_growth_10x": scan_growth,
+                         "note": "anchor: Matcher.scan on the same text; ratio = scoring throughput / scan's "
+                                 "(goal >= 0.25); growth_10x = time / time at a tenth of the text (goal <= 12)"})
     return rows
 
 
@@ -166,17 +202,27 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Smaller inputs (for a smoke run).")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--attn-only", action="store_true")
+    ap.add_argument("--no-attn", action="store_true", help="Skip the attention cases (results go to flexattn_text.json).")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.case:
         T, b, dev, wmax = a.case.split(",")
         print(json.dumps(attn_case(int(T), b, dev, int(wmax))))
         return
-    rows = [] if a.attn_only else matcher_rows(a.quick) + reward_rows(a.quick)
-    rows += attn_rows(a.quick, a.device)
-    name = "flexattn" if a.device == "cpu" and not a.attn_only else f"flexattn_attn_{a.device}"
-    report(name, "Flex-Attn", ["case", "ours_s", "anchor_s", "ratio", "ours_MB_s", "anchor_MB_s", "steps_per_s",
-                               "ours_peak_MB", "anchor_peak_MB", "note"], rows)
+    rows = [] if a.attn_only else matcher_rows(a.quick) + scoring_rows(a.quick)
+    if not a.no_attn:
+        rows += attn_rows(a.quick, a.device)
+    name = ("flexattn_text" if a.no_attn else "flexattn") if a.device == "cpu" and not a.attn_only \
+        else f"flexattn_attn_{a.device}"
+    extra = {"commit": _commit(), "seeds": {"zipf_text": 0, "medical_text": [0, 1]},
+             "versions": {p: version(p) for p in ("mdq-flexattn", "pyahocorasick", "torch")}}
+    report(name, "Flex-Attn", ["case", "ours_s", "anchor_s", "ratio", "growth_10x", "anchor_growth_10x", "ours_MB_s", "anchor_MB_s",
+                               "ours_peak_MB", "anchor_peak_MB", "note"], rows, extra)
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    return out.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

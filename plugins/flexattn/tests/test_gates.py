@@ -45,3 +45,23 @@ def test_as_package_test_refuses_off_domain_segments():
     bad = MdqPackage(name="p", semver="1.0.0", atoms=[Idx(feature="idf", seg="股票期货", delta=0.1)])
     r = g(bad, None)
     assert not r.ok and "$.atoms[0].seg" in r.reason
+
+
+def test_topic_context_carries_from_an_on_topic_sentence_without_terms():
+    from mdq_flexattn.reward import Scorer
+
+    # the last sentence names the question's subject but holds no catalog term; the one before
+    # it goes on in the domain, so it is carried (one sentence: carry), the first is two away
+    q = "为什么做完手术要早点下床活动？"
+    t = "卧床会使下肢静脉血流缓慢。容易形成深静脉血栓。所以要早点下床走走。"
+    ctx = Scorer().context(q, t)
+    assert ctx.ctx[:3] == [pytest.approx(0.85 * 0.85), pytest.approx(0.85), 1.0]
+
+
+def test_topic_sim_falls_for_an_off_topic_sentence_after_an_on_topic_one():
+    from mdq_flexattn.reward import Scorer
+
+    q = "什么是奥司他韦？"
+    t = "奥司他韦是神经氨酸酶抑制剂。阿莫西林是青霉素类抗生素。"
+    sims = {h.seg: h.sim for h in Scorer().summary(q, t).hits}
+    assert sims["神经氨酸酶"] == 1.0 and sims["阿莫西林"] == 0.0  # another drug: a rival subject

@@ -26,7 +26,7 @@ def test_registers_every_capability(reg):
     assert reg.names("operator") == ["flexattn"]
     assert reg.names("length_policy") == ["table"]
     assert "term" in reg.names("index_feature") and reg.get("index_feature", "term").meta["semiring"] == "max"
-    assert {"jaccard", "bm25"} <= set(reg.names("gate"))
+    assert {"topic", "jaccard", "bm25"} <= set(reg.names("gate"))
     assert reg.names("evaluator") == ["lexical_reward", "term_coverage", "word_compliance"]
     assert reg.names("command") == ["demo", "flexattn"]
 
@@ -38,7 +38,7 @@ def test_a_promoted_package_changes_the_reward_live(reg, tmp_path):
     assert rt.snapshot().param("Op", "flexattn", "lambda_lex") == 0.3  # the plugin's defaults are in the state
     pkg = load_package({"name": "lex", "semver": "1.0.0", "tests": ["legal", "bm25"],
                         "atoms": [{"type": "Op", "op": "flexattn", "param": "lambda_lex", "value": 0.45},
-                                  {"type": "Gate", "gate": "bm25", "param": "tau", "value": 0.6}]})
+                                  {"type": "Gate", "gate": "topic", "param": "tau", "value": 0.6}]})
     rt.apply(pkg, inputs=SCENARIO["inputs"])
     after = Scorer(rt.snapshot()).score(q, t)
     assert after[0].delta == pytest.approx(before[0].delta * 1.5 * 0.4 / 0.25)
@@ -76,7 +76,14 @@ def test_score_command_and_bad_log(tmp_path, mdq_cli_plugins):
     led = str(tmp_path / "d.sqlite")
     r = runner.invoke(main, ["flexattn", "score", "--ledger", led, "--question", "阿司匹林有什么作用？", "--json",
                              "阿司匹林是一种环氧合酶抑制剂。"])
-    assert r.exit_code == 0 and json.loads(r.output.splitlines()[0])["seg"] == "阿司匹林"
+    assert r.exit_code == 0
+    doc = json.loads(r.output)  # --json prints one JSON document and nothing else
+    assert doc["steps"][0]["seg"] == "阿司匹林" and doc["hits"][0]["term"] == "阿司匹林" and doc["nearmisses"] == []
+    r = runner.invoke(main, ["flexattn", "score", "--ledger", led, "--question", "什么是二甲双胍？", "二甲双呱能降糖。"])
+    assert r.exit_code == 0 and "hits" in r.output and "二甲双呱 (step 1, did you mean 二甲双胍?)" in r.output
+    for args, expect in ((["--question", "q", ""], "empty"), (["--question", "q", "--gate", "cosine", "x"], "cosine")):
+        r = runner.invoke(main, ["flexattn", "score", "--ledger", led, *args])
+        assert r.exit_code == 2 and expect in r.output and "Traceback" not in r.output
     (tmp_path / "bad.jsonl").write_text("nope\n", encoding="utf-8")
     r = runner.invoke(main, ["flexattn", "replay", str(tmp_path / "bad.jsonl"), "--ledger", led])
     assert r.exit_code == 2 and "line 1" in r.output

@@ -13,7 +13,7 @@ Q, T = '请问什么是"奥司他韦"？', "磷酸奥司他韦是一种作用于
 def test_log_has_the_seed_fields_and_replays_exactly(tmp_path):
     steps = Scorer().score(Q, T)
     p = tmp_path / "s.jsonl"
-    assert write_log(p, {"question": Q, "gate": "bm25"}, steps) == len(T)
+    assert write_log(p, {"question": Q, "gate": "topic"}, steps) == len(T)
     first = json.loads(p.read_text(encoding="utf-8").splitlines()[1])
     for f in ("step", "Lh", "Lp", "a", "seg", "len", "idf", "sim", "delta", "ler", "len_cost"):
         assert f in first

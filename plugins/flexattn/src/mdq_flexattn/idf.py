@@ -85,6 +85,23 @@ class FrequencyList:
         return math.exp(best[n] + lt) if n > 1 else float(counts.get(seg, 0))
 
 
+    def segment(self, run: str) -> list[str]:
+        """Return the most probable split of `run` into dictionary words (an unknown character stands alone)."""
+        n, counts, lt = len(run), self.counts, self.log_total
+        best = [0.0] + [-math.inf] * n
+        back = [0] * (n + 1)
+        for i in range(1, n + 1):
+            for j in range(max(0, i - self.max_word), i):
+                c = counts.get(run[j:i], 1 if i - j == 1 else 0)
+                if c and best[j] + math.log(c) - lt > best[i]:
+                    best[i], back[i] = best[j] + math.log(c) - lt, j
+        out, i = [], n
+        while i > 0:
+            out.append(run[back[i]:i])
+            i = back[i]
+        return out[::-1]
+
+
 class IdfWeights:
     """Normalized IDF/Zipf weights for catalog terms, with per-term overrides from the control state."""
 

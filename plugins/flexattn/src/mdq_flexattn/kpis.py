@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from .catalog import fold_width
 from .engine import Engine, default_engine
 from .matcher import Matcher
 from .nearmiss import NearMissIndex
@@ -43,16 +44,18 @@ def coverage(state: Any, inputs: Inputs, engine: Engine | None = None) -> dict[s
 
 
 @lru_cache(maxsize=8)
-def _nearmiss(matcher: Matcher) -> NearMissIndex:
+def _nearmiss(matcher: Matcher, engine: Engine) -> NearMissIndex:
     # matchers are themselves cached per term set, so one index per matcher is built once
-    return NearMissIndex(matcher.catalog.surface)
+    f = engine.freqs
+    return NearMissIndex(matcher.catalog.surface, count=lambda s: f.counts.get(s, 0), freq=f.freq, segment=f.segment)
 
 
 def nearmisses(state: Any, text: str, engine: Engine | None = None) -> list[tuple[int, str, str]]:
-    """Return (start, string, term) for every non-term within one edit of a catalog term."""
-    m = (engine or default_engine()).matchers.for_state(state)
-    idx = _nearmiss(m)
-    return idx.find(text, [(h.start, h.end) for h in m.hits(text)], is_term=m.lookup)
+    """Return (start, string, term) for every non-term within one edit of a catalog term (see nearmiss.py)."""
+    eng = engine or default_engine()
+    m = eng.matchers.for_state(state)
+    text = fold_width(text)
+    return _nearmiss(m, eng).find(text, [(h.start, h.end) for h in m.hits(text)], is_term=m.lookup)
 
 
 def compliance(state: Any, inputs: Inputs, engine: Engine | None = None) -> dict[str, float]:

@@ -8,7 +8,7 @@ import mdqcore
 
 from . import policy, reward
 from .catalog import TERM_FEATURE
-from .gates import DEFAULT_TAU, SemanticGate
+from .gates import DEFAULT_TAU, GATES, SemanticGate
 
 VERSION = "0.1.0"
 
@@ -25,7 +25,7 @@ def _split(params: dict[str, tuple[tuple[float, float], float]]) -> dict[str, An
 
 @mdqcore.hookimpl
 def register_operators(register: Any) -> None:
-    """The `flexattn` reward operator: lambda_lex, eta1, eta2, base, lambda_h/p, alpha_h/p, repeat, rho, idf_ceiling."""
+    """The `flexattn` reward operator: its parameters (reward.PARAMS), U2..U8 (the allowed term lengths) among them."""
     from .reward import Scorer  # light: torch is not imported by the reward module
 
     register(reward.OPERATOR, Scorer, version=VERSION, **_split(reward.PARAMS))
@@ -45,8 +45,8 @@ def register_index_features(register: Any) -> None:
 
 @mdqcore.hookimpl
 def register_gates(register: Any) -> None:
-    """Semantic gates: character n-gram Jaccard and BM25-lite, each with its tau."""
-    for name in ("jaccard", "bm25"):
+    """Relevance gates: topic (the reward's default), windowed BM25-lite and Jaccard, each with its tau."""
+    for name in GATES:
         register(name, SemanticGate(name, _engine), version=VERSION, params={"tau": (0.0, 1.0)},
                  defaults={"tau": DEFAULT_TAU})
 

@@ -3,7 +3,8 @@
 The table widens L_p at a character that starts a catalog term (only as wide as the longest
 term starting there, so long windows are not free), and tightens it on function words and
 punctuation. Every number it uses is a length-policy parameter in the control state, so a Len
-atom changes it live; the allowed sets L_h in {2,3,4,6} and L_p in {3,4,5,6} are its config.
+atom changes it live. L_h is one of {2,3,4,6}; L_p one of {3,...,8} up to `Lp_max` (default 8,
+so that every catalog term can hit; a package setting it to 6 gives the original {3,4,5,6}).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 from .catalog import is_punct
 
 LH_SET = (2, 3, 4, 6)
-LP_SET = (3, 4, 5, 6)
+LP_SET = (3, 4, 5, 6, 7, 8)
 # characters and words that carry grammar, not domain meaning (also stripped from questions by the gates)
 FUNCTION_WORDS = ("请问", "什么", "哪些", "怎么", "如何", "为什么", "是否", "一种", "请", "问", "是", "的", "了",
                   "吗", "呢", "吧", "和", "与", "及", "或", "在", "为", "其", "之", "这", "那", "也", "都", "就",
@@ -23,7 +24,7 @@ FUNCTION_CHARS = frozenset(w for w in FUNCTION_WORDS if len(w) == 1)
 
 # parameter: (admissible interval, default); registered with the `table` length policy
 PARAMS = {"Lh_term": ((2, 6), 2), "Lh_word": ((2, 6), 3), "Lh_punct": ((2, 6), 4),
-          "Lp_min": ((3, 6), 3), "Lp_max": ((3, 6), 6)}
+          "Lp_min": ((3, 8), 3), "Lp_max": ((3, 8), 8)}
 
 
 class LengthPolicy(Protocol):
@@ -54,6 +55,7 @@ class TablePolicy:
         self.lh_set, self.lp_set = tuple(sorted(lh_set)), tuple(sorted(lp_set))
         self.lh_term, self.lh_word, self.lh_punct = (snap(p(n), self.lh_set) for n in ("Lh_term", "Lh_word", "Lh_punct"))
         self.lp_min, self.lp_max = snap(p("Lp_min"), self.lp_set), snap(p("Lp_max"), self.lp_set)
+        self.lp_min = min(self.lp_min, self.lp_max)
         self.longest_from = longest_from or {}
 
     def decide(self, history: str, a: str) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from attrs import fields
 
 from mdqcore.errors import DocumentError, Problem
 
+from .gates import GATES
 from .reward import Scorer, Step
 
 FIELDS = [f.name for f in fields(Step)]
@@ -74,7 +75,7 @@ def replay_log(header: Mapping[str, Any], rows: list[dict[str, Any]], state: Any
     text = "".join(r["a"] for r in rows)
     if not text:
         return []
-    scorer = Scorer(state, gate=header.get("gate", "bm25"))
+    scorer = Scorer(state, gate=header.get("gate", GATES[0]))
     diffs = []
     for logged, new in zip(rows, scorer.steps(header.get("question", ""), text, header.get("reference"))):
         for f, v in new.as_dict().items():
