@@ -25,10 +25,9 @@ from attrs import frozen
 
 from mdqcore.errors import DocumentError, Problem
 
-MAX_TERM_LEN = 8  # the loader's limit: the seed's widest window, max(U) = 8
+from .params import DEFAULT_U, MAX_TERM_LEN, TERM_FEATURE  # noqa: F401 - re-exported
+
 SEED_U = (2, 3, 4, 5, 6, 8)  # the allowed lengths of the original design: no 7, so 7-character terms never hit
-DEFAULT_U = tuple(range(2, MAX_TERM_LEN + 1))  # every length a catalog term can have; the control state may narrow it
-TERM_FEATURE = "term"
 GENERAL = "general"
 # tags that mark a term as domain vocabulary (the first five are the default lexicon's; the
 # others are the starter catalog's finer classes)

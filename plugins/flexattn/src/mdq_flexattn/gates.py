@@ -29,8 +29,7 @@ from mdqcore import GateResult, Idx, MdqPackage
 from .catalog import DOMAIN_TAGS, fold_width, is_punct
 from .policy import FUNCTION_WORDS
 
-DEFAULT_TAU = 0.75
-GATES = ("topic", "bm25", "jaccard")
+from .params import DEFAULT_TAU, GATES  # noqa: E402,F401 - re-exported
 RELATED = 0.5  # rel at which a hit puts its sentence on the question's topic (and below which it can be a rival)
 WINDOW = 12  # characters each side of a hit that bm25 and jaccard see, within its sentence
 SENTENCE_END = "。！？!?；;\n"

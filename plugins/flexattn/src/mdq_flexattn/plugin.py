@@ -1,4 +1,5 @@
-"""mdq hooks of mdq-flexattn. Kept light: nothing heavy (torch, the frequency list) loads at import."""
+"""mdq hooks of mdq-flexattn. Registration reads only `params`: the reward engine, its catalog and
+the frequency list load when a capability is first used."""
 
 from __future__ import annotations
 
@@ -6,17 +7,9 @@ from typing import Any
 
 import mdqcore
 
-from . import policy, reward
-from .catalog import TERM_FEATURE
-from .gates import DEFAULT_TAU, GATES, SemanticGate
+from .params import DEFAULT_TAU, GATES, OPERATOR, PARAMS, POLICY_PARAMS, TERM_FEATURE
 
 VERSION = "0.1.0"
-
-
-def _engine() -> Any:
-    from .engine import default_engine
-
-    return default_engine()
 
 
 def _split(params: dict[str, tuple[tuple[float, float], float]]) -> dict[str, Any]:
@@ -25,16 +18,14 @@ def _split(params: dict[str, tuple[tuple[float, float], float]]) -> dict[str, An
 
 @mdqcore.hookimpl
 def register_operators(register: Any) -> None:
-    """The `flexattn` reward operator: its parameters (reward.PARAMS), U2..U8 (the allowed term lengths) among them."""
-    from .reward import Scorer  # light: torch is not imported by the reward module
-
-    register(reward.OPERATOR, Scorer, version=VERSION, **_split(reward.PARAMS))
+    """The `flexattn` reward operator: its parameters (params.PARAMS), U2..U8 (the allowed term lengths) among them."""
+    register(OPERATOR, "mdq_flexattn.reward:Scorer", version=VERSION, **_split(PARAMS))
 
 
 @mdqcore.hookimpl
 def register_length_policies(register: Any) -> None:
     """The phase-A `table` policy for L_h / L_p."""
-    register("table", policy.table_policy, version=VERSION, **_split(policy.PARAMS))
+    register("table", "mdq_flexattn.policy:table_policy", version=VERSION, **_split(POLICY_PARAMS))
 
 
 @mdqcore.hookimpl
@@ -43,12 +34,22 @@ def register_index_features(register: Any) -> None:
     register(TERM_FEATURE, version=VERSION, semiring="max")
 
 
+def _gate(name: str) -> Any:
+    def check(package: Any, state: Any) -> Any:
+        from .engine import default_engine
+        from .gates import SemanticGate
+
+        return SemanticGate(name, default_engine)(package, state)
+
+    check.__doc__ = f"The `{name}` relevance gate as a package test (mdq_flexattn.gates.SemanticGate)."
+    return check
+
+
 @mdqcore.hookimpl
 def register_gates(register: Any) -> None:
     """Relevance gates: topic (the reward's default), windowed BM25-lite and Jaccard, each with its tau."""
     for name in GATES:
-        register(name, SemanticGate(name, _engine), version=VERSION, params={"tau": (0.0, 1.0)},
-                 defaults={"tau": DEFAULT_TAU})
+        register(name, _gate(name), version=VERSION, params={"tau": (0.0, 1.0)}, defaults={"tau": DEFAULT_TAU})
 
 
 def _evaluator(fn_name: str) -> Any:
@@ -72,5 +73,6 @@ def register_evaluators(register: Any) -> None:
 @mdqcore.hookimpl
 def register_commands(register: Any) -> None:
     """`mdq demo` and `mdq flexattn`."""
-    register("demo", "mdq_flexattn.commands:demo", help="Run the Flex-Attn reference scenario and a live hot-plug.")
-    register("flexattn", "mdq_flexattn.commands:flexattn", help="Flex-Attn: score texts with the lexical reward, replay step logs.")
+    register("demo", "mdq_flexattn.commands:demo", help="Run the live hot-plug scenario: serve, canary, promote, roll back.")
+    register("flexattn", "mdq_flexattn.commands:flexattn",
+             help="Flex-Attn: score texts with the lexical reward, build the catalog, replay step logs.")

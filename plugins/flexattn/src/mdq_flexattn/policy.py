@@ -22,9 +22,7 @@ FUNCTION_WORDS = ("请问", "什么", "哪些", "怎么", "如何", "为什么",
                   "而", "并", "被", "把", "对", "从", "以", "于", "将", "个", "种")
 FUNCTION_CHARS = frozenset(w for w in FUNCTION_WORDS if len(w) == 1)
 
-# parameter: (admissible interval, default); registered with the `table` length policy
-PARAMS = {"Lh_term": ((2, 6), 2), "Lh_word": ((2, 6), 3), "Lh_punct": ((2, 6), 4),
-          "Lp_min": ((3, 8), 3), "Lp_max": ((3, 8), 8)}
+from .params import POLICY_PARAMS as PARAMS  # noqa: E402 - the `table` policy's parameters live there
 
 
 class LengthPolicy(Protocol):

@@ -35,18 +35,7 @@ from .engine import Engine, default_engine
 from .gates import DEFAULT_TAU, GATES, HitContext, QuestionProfile, SemanticGate, check_tau
 from .policy import LH_SET, TablePolicy
 
-OPERATOR = "flexattn"
-# parameter: (admissible interval, default) of the `flexattn` operator
-PARAMS = {"lambda_lex": ((0.0, 1.0), 0.30), "eta1": ((0.0, 10.0), 0.10), "eta2": ((0.0, 10.0), 1.0),
-          "base": ((-1.0, 1.0), 0.0), "lambda_h": ((0.0, 1.0), 0.08), "lambda_p": ((0.0, 1.0), 0.10),
-          "alpha_h": ((0.1, 4.0), 1.0), "alpha_p": ((0.1, 4.0), 1.0), "repeat": ((0.0, 1.0), 0.0),
-          "rho": ((0.0, 1.0), 0.01), "idf_ceiling": ((0.5, 1.0), 0.9),
-          # general words (tag `general`, or idf below the floor) earn general_weight x the reward of a term
-          "general_weight": ((0.0, 1.0), 0.0), "idf_floor": ((0.0, 1.0), 0.55),
-          # the topic gate's context fades by this factor per sentence without the topic
-          "carry": ((0.0, 1.0), 0.85),
-          # U: the allowed term lengths, one switch per length (all of 2..8 by default; U7 = 0 gives {2,3,4,5,6,8})
-          **{f"U{n}": ((0.0, 1.0), float(n in DEFAULT_U)) for n in range(2, MAX_TERM_LEN + 1)}}
+from .params import OPERATOR, PARAMS  # noqa: E402,F401 - re-exported: the operator's parameters live there
 
 
 @frozen
