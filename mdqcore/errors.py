@@ -135,6 +135,14 @@ class PolicyError(MdqError):
     """The operator policy refuses something, or a policy document is malformed."""
 
 
+class RequestError(MdqError):
+    """A served request cannot be answered: `.status` (400, 404, 413, 422, ...) and `$.path` problems."""
+
+    def __init__(self, status: int, message: str, problems: Iterable[Problem] = ()) -> None:
+        self.status, self.message, self.problems = status, message, tuple(problems)
+        super().__init__(message)
+
+
 class Rejected(MdqError):
     """A package was refused (before staging) or rolled back (after); nothing changed."""
 

@@ -82,6 +82,7 @@ class PipelineMeta(TypedDict, total=False):
     """Metadata of a served pipeline."""
 
     routes: Required[Sequence[str]]  # HTTP POST paths it answers, e.g. "/v1/reward"
+    kpis: Mapping[str, Literal["higher", "lower"]]  # KPI observations it returns, and which way is better
     help: str
 
 
@@ -223,7 +224,8 @@ def register_pipelines(register: Register) -> None:
     """Register served pipelines: register(name, factory, routes=("/v1/reward",), help="...").
 
     ``factory()`` returns an `mdqcore.protocols.Pipeline`; `mdq serve` calls
-    ``pipeline.handle(route, body, state)`` with one control-state snapshot per request.
+    ``pipeline.handle(route, body, state)`` with one control-state snapshot per request and
+    judges live canaries on the KPI observations it returns (directions from `kpis`).
     """
 
 

@@ -72,8 +72,12 @@ class MoEProjector(Protocol):
 class Pipeline(Protocol):
     """A served pipeline: one request, one control-state snapshot, one response with KPI observations."""
 
-    def handle(self, route: str, body: Any, state: ControlState) -> tuple[Any, Mapping[str, float]]:
-        """Answer one request body at `route` using only `state`; return (response, KPI observations)."""
+    def handle(self, route: str, body: Any, state: ControlState) -> tuple[Any, Sequence[Mapping[str, float]]]:
+        """Answer one parsed JSON body at `route` using only `state`; return (response, observations).
+
+        Observations are one {kpi: value} per scored item (a batch gives several). Bad input
+        raises `mdqcore.errors.RequestError` (its status and `$.path` problems reach the client).
+        """
         ...
 
 

@@ -21,21 +21,31 @@ from .console import LEDGER_OPT, TRUST_OPT, default_trust_path, fail, open_ledge
 @click.option("--rollback", "allow_downgrade", is_flag=True,
               help="Allow an older or rolled-back version (an explicit downgrade; needs --reason).")
 @click.option("--reason", help="Why; recorded in the ledger (required with --rollback).")
+@click.option("--live", is_flag=True, help="After shadow, hand the canary to the servers (`mdq serve`) following this "
+                                            "ledger: they route live requests to it, measure, and promote or roll back.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="With --live: wait for the servers' decision.")
+@click.option("--timeout", default=900.0, show_default=True, type=click.FloatRange(1), help="With --live --wait: give "
+              "up waiting after this many seconds (the rollout goes on).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @LEDGER_OPT
 @TRUST_OPT
 def pkg_apply(file: str, cohort: str, canary: float | None, inputs: str | None, allow_downgrade: bool,
-              reason: str | None, yes: bool, ledger_url: str | None, trust_path: str | None) -> None:
+              reason: str | None, live: bool, wait: bool, timeout: float, yes: bool, ledger_url: str | None,
+              trust_path: str | None) -> None:
     """Hot-plug an MDQ package: check -> stage -> shadow -> canary -> promote, or roll back.
 
     Every step is written to the ledger. The operator policy (`mdq policy show`) decides the
     mandatory gates, the KPI ceilings and how many recorded inputs shadow analysis needs.
-    Exit 0 promoted; 1 rejected or rolled back (state unchanged); 2 malformed package, or a
-    package that names what no installed plugin declares, or a ledger / trust problem.
+    Without --live the canary is analysed on the recorded inputs routed to it; with --live it
+    runs on live traffic in every `mdq serve` following this ledger (see docs/serving.md).
+    Exit 0 promoted (or, --live --no-wait, canary started); 1 rejected or rolled back (state
+    unchanged); 2 malformed package, or one naming what no installed plugin declares, or a
+    ledger / trust problem; 3 --live --wait gave up waiting (the rollout goes on).
 
     \b
-    Example:
+    Examples:
       mdq pkg apply examples/idf-boost.json --inputs examples/inputs.jsonl --yes
+      mdq pkg apply examples/idf-boost.json --inputs examples/inputs.jsonl --live --canary 0.2 --yes
     """
     from ..errors import DocumentError, LedgerError, PolicyError, Rejected
     from ..model import load_package
@@ -57,6 +67,14 @@ def pkg_apply(file: str, cohort: str, canary: float | None, inputs: str | None, 
         records = _inputs(inputs)
         if not yes and sys.stdin.isatty():
             click.confirm(f"apply {pkg.ref} ({len(pkg.atoms)} atoms) to cohort {cohort!r}?", abort=True)
+        if live:
+            seq = rt.begin_rollout(pkg, cohort=cohort, fraction=canary, inputs=records,
+                                   allow_downgrade=allow_downgrade, reason=reason)
+            out.print(f"[cyan]canary started[/] {pkg.ref} in cohort {cohort} (ledger #{seq}): servers now route "
+                      f"{rt.rollouts[cohort]['fraction']:.0%} of requests to it; `mdq rollout status` shows the analysis")
+            if wait:
+                _await(rt, seq, timeout)
+            return
         res = rt.apply(pkg, cohort=cohort, canary=canary, inputs=records, allow_downgrade=allow_downgrade,
                        reason=reason)
     except Rejected as exc:
@@ -66,6 +84,30 @@ def pkg_apply(file: str, cohort: str, canary: float | None, inputs: str | None, 
     finally:
         rt.ledger.close()
     out.print(f"[green]promoted[/] {res.package} in cohort {res.cohort}: {res.changes} changes (ledger #{res.seq})")
+
+
+def _await(rt: Any, rollout: int, timeout: float) -> None:
+    """Follow the ledger until the servers conclude `rollout`; exit 0 promoted, 1 rolled back, 3 still running."""
+    import time
+
+    deadline, seen = time.monotonic() + timeout, rollout
+    while time.monotonic() < deadline:
+        for ev in rt.ledger.events(seen):
+            seen = ev.seq
+            if ev.payload.get("rollout") != rollout:
+                continue
+            if ev.kind == "canary_started":  # re-planned on a newer state: follow the new canary
+                rollout = ev.seq
+                out.print(f"  #{ev.seq} {ev.reason}", markup=False)
+            elif ev.kind == "analysis":
+                out.print(f"  #{ev.seq} {ev.reason}", markup=False)
+            elif ev.kind in ("promoted", "rolled_back", "aborted"):
+                colour = "green" if ev.kind == "promoted" else "red"
+                out.print(f"[{colour}]{ev.kind}[/] {ev.package}@{ev.version} (ledger #{ev.seq}): ", end="")
+                out.print(ev.reason, markup=False)
+                sys.exit(0 if ev.kind == "promoted" else 1)
+        time.sleep(0.2)
+    fail(f"no decision within {timeout:g} s: the rollout goes on; watch it with `mdq rollout status`", 3)
 
 
 def _inputs(path: str | None) -> list[dict[str, Any]]:

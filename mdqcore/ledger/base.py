@@ -25,7 +25,7 @@ from ..gcpause import gc_paused
 from ..model.state import ControlState
 
 KINDS = ("genesis", "base", "policy", "received", "rejected", "staged", "shadow_passed", "shadow_failed",
-         "shadow_skipped", "canary_started", "analysis", "promoted", "rolled_back", "aborted", "checkpoint")
+         "shadow_skipped", "canary_started", "observed", "analysis", "promoted", "rolled_back", "aborted", "checkpoint")
 STATE_CHANGING = frozenset({"base", "policy", "promoted", "rolled_back"})
 GLOBAL = frozenset({"base", "policy"})  # state events that every cohort folds in
 CLOSING = ("rejected", "promoted", "rolled_back", "aborted")  # an apply ends with exactly one of these
@@ -165,14 +165,14 @@ def _diff(seq: int, payload: Any) -> list[Any]:
     return diff
 
 
-def state_events(rows: Iterable[tuple[int, str]], since: int = 0,
-                 at: str | None = None) -> Iterator[tuple[int, str, str, list[Any]]]:
-    """Yield (seq, kind, cohort, diff) of the state-changing events among `rows`, read from hashed bodies.
+def state_events(rows: Iterable[tuple[int, str]], since: int = 0, at: str | None = None,
+                 kinds: frozenset[str] = STATE_CHANGING) -> Iterator[tuple[int, str, str, list[Any], dict[str, Any]]]:
+    """Yield (seq, kind, cohort, diff, payload) of the events of `kinds` among `rows`, read from hashed bodies.
 
     `rows` are (seq, body text) of every event after `since`; a gap in the sequence is refused.
     """
     limit = normalize_ts(at) if at else None
-    expected, loads, state = since + 1, orjson.loads, STATE_CHANGING
+    expected, loads, state = since + 1, orjson.loads, kinds
     for seq, text in rows:
         if seq != expected:
             raise LedgerError(f"entry {expected} is missing (the next one is {seq}): the ledger was cut; "
@@ -193,7 +193,7 @@ def state_events(rows: Iterable[tuple[int, str]], since: int = 0,
             return
         payload = d["payload"]
         diff = payload.get("diff", []) if type(payload) is dict else None
-        yield seq, kind, d["cohort"], diff if type(diff) is list else _diff(seq, payload)
+        yield seq, kind, d["cohort"], diff if type(diff) is list else _diff(seq, payload), payload
 
 
 def replay_ledger(ledger: Ledger, at: str | None = None) -> dict[str, ControlState]:
@@ -214,7 +214,7 @@ def replay_with_base(rows: Iterable[tuple[int, str]], at: str | None = None,
         seqs: dict[str, int] = {}
         base: dict = {}
         base_seq = 0
-        for seq, kind, cohort, diff in state_events(rows, 0, at):
+        for seq, kind, cohort, diff, _payload in state_events(rows, 0, at):
             targets = [base, *work.values()] if kind in GLOBAL else [work.get(cohort) or work.setdefault(cohort, dict(base))]
             try:
                 for data in targets:

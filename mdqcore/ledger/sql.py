@@ -148,3 +148,11 @@ class SQLLedger:
                 f"AND version {self.same} ?"), (seq, first.cohort, first.package, first.version))))[0]
             out.append((first, next(self.events(last - 1))))
         return out
+
+    def latest(self, kind: str, cohort: str, package: str | None, version: str | None) -> Event | None:
+        """Return the newest event of `kind` for one package in one cohort, or None."""
+        for (seq,) in self._rows(self._sql(
+                f"SELECT seq FROM {{t}} WHERE kind = ? AND cohort = ? AND package {self.same} ? AND version {self.same} ? "
+                f"ORDER BY seq DESC LIMIT 1"), (kind, cohort, package, version)):
+            return next(self.events(seq - 1))
+        return None

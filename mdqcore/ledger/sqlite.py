@@ -56,6 +56,7 @@ class SQLiteLedger(SQLLedger):
         self.url = f"sqlite:///{self.path}"
         self.readonly = readonly
         self._lock = threading.Lock()
+        self._leads: dict[str, Any] = {}
         try:
             self._db = self._open_readonly() if readonly else self._open_writer()
         except sqlite3.Error as exc:
@@ -126,6 +127,25 @@ class SQLiteLedger(SQLLedger):
         """Yield (seq, body text) of every event after `since`, in order (replay's hot loop: one generator only)."""
         return self._rows("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq", (since,))
 
+    def try_lead(self, name: str) -> bool:
+        """Try to become the one holder of the lock `name` among the processes sharing this file (non-blocking).
+
+        A lock file beside the ledger, held with flock: the operating system releases it when
+        the holder's process ends, however it ends, so another can take over.
+        """
+        import fcntl
+
+        if name in self._leads:
+            return True
+        f = open(f"{self.path}.{name}.lock", "a")  # noqa: SIM115 - held open for as long as we lead
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            return False
+        self._leads[name] = f
+        return True
+
     def follow(self, callback: Any, interval: float = 1.0) -> Any:
         """Call `callback` every `interval` seconds so a runtime sees other processes' events."""
         from .base import poll_follower
@@ -137,5 +157,8 @@ class SQLiteLedger(SQLLedger):
         self._db.execute(sql, params)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection and give up any lead."""
+        for f in self._leads.values():
+            f.close()
+        self._leads.clear()
         self._db.close()

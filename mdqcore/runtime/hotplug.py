@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from itertools import takewhile
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from ..errors import ConflictError, MdqError, PolicyError, Rejected
@@ -38,6 +39,7 @@ from .policy import Policy, in_effect
 
 DEFAULT = "default"
 MAX_REPLANS = 50
+_FOLLOWED = frozenset({"base", "policy", "promoted", "rolled_back", "canary_started", "aborted"})
 
 
 @frozen
@@ -101,11 +103,21 @@ class Runtime:
         self.current: ControlState = self._slots[DEFAULT].active  # the hot path's attribute
         self._follower: Any = None
         self._listeners: list[Any] = []
+        self.rollouts: dict[str, dict[str, Any]] = {}  # cohort -> the live rollout in it (see begin_rollout)
+        for first, _last in ledger.open_applies():
+            ev = ledger.latest("canary_started", first.cohort, first.package, first.version)
+            if ev is not None and ev.seq > first.seq:
+                self._canary(ev.seq, ev.cohort, ev.payload)
         if self.readonly:
             self._overlay_base()
         else:
             self._reconcile()
             self._sync_base()
+
+    @property
+    def head(self) -> int:
+        """The last ledger entry this runtime has folded in."""
+        return self._seen
 
     @property
     def policy(self) -> Policy:
@@ -129,11 +141,35 @@ class Runtime:
                     last[0] = row[0]
                     yield row
             n = 0
-            for seq, kind, cohort, diff in state_events(tap(), self._seen):
+            for seq, kind, cohort, diff, payload in state_events(tap(), self._seen, kinds=_FOLLOWED):
+                info = self.rollouts.get(cohort)
+                if info is not None and payload.get("rollout") == info["seq"]:
+                    del self.rollouts[cohort]  # concluded: promoted, rolled back or aborted
+                    if kind == "aborted":
+                        self._swap(cohort, Slot(self._slots[cohort].active))
+                if kind in ("canary_started", "aborted"):
+                    if kind == "canary_started":
+                        self._canary(seq, cohort, payload)
+                    continue
                 self._apply_diff(seq, kind, cohort, own[1] if own is not None and seq == own[0] else diff_from_json(diff))
                 n += 1
             self._seen = last[0]
             return n
+
+    def _canary(self, seq: int, cohort: str, payload: Mapping[str, Any]) -> None:
+        """A live canary: remember the rollout, and route its share of requests if it was planned on our state."""
+        if not payload.get("live"):
+            return
+        from ..model import load_package
+
+        diff = diff_from_json(payload.get("diff", []))
+        info = {"seq": seq, "cohort": cohort, "package": load_package(payload["package"]), "parent": payload["parent"],
+                "diff": diff, "fraction": payload["fraction"], "salt": payload["salt"], "spec": payload["spec"],
+                "downgrade": bool(payload.get("downgrade"))}
+        self.rollouts[cohort] = info
+        slot = self._slots.get(cohort) or Slot(self.base)
+        if slot.active.seq == info["parent"]:
+            self._swap(cohort, Slot(slot.active, slot.active.apply_diff(diff), info["fraction"], info["salt"]))
 
     def _apply_diff(self, seq: int, kind: str, cohort: str, diff: Diff) -> None:
         if kind in GLOBAL:
@@ -165,6 +201,18 @@ class Runtime:
         if slot.canary is not None and key is not None and in_canary(key, slot.fraction, slot.salt):
             return slot.canary
         return slot.active
+
+    def route(self, cohort: str = DEFAULT, key: str = "") -> tuple[ControlState, str, int | None, ControlState]:
+        """Return (the state a request uses, "active" or "canary", the live rollout's seq or None, the active state).
+
+        Taken once per request from one slot, so the four always belong together.
+        """
+        slot = self._slots.get(cohort) or self._slots[DEFAULT]
+        info = self.rollouts.get(cohort)
+        rollout = info["seq"] if info is not None and slot.canary is not None else None
+        if slot.canary is not None and in_canary(key, slot.fraction, slot.salt):
+            return slot.canary, "canary", rollout, slot.active
+        return slot.active, "active", rollout, slot.active
 
     def cohorts(self) -> list[str]:
         """Return the cohorts that have state."""
@@ -209,15 +257,19 @@ class Runtime:
         for first, last in self.ledger.open_applies():
             owner = first.payload.get("owner") or {}
             idle = time.time() - _epoch(last.ts)
-            if owner.get("host") == OWNER["host"] and owner.get("pid") is not None:
+            live = last.kind in ("canary_started", "observed", "analysis")  # servers run it, not its first writer
+            if owner.get("host") == OWNER["host"] and owner.get("pid") is not None and not live:
                 dead, why = _gone(owner), f"its process {owner.get('pid')} on {owner['host']} is gone"
             else:
                 dead, why = idle > timeout, f"nothing was heard from it for {idle:.0f} s (over {timeout:.0f} s)"
             if dead:
+                info = self.rollouts.get(first.cohort)
+                rollout = info["seq"] if info is not None and info["package"].name == first.package else None
                 self.ledger.append("aborted", cohort=first.cohort, package=first.package, version=first.version,
                                    actor=self.actor, reason=f"the apply did not finish: {why}; last event #{last.seq} "
                                                             f"{last.kind} at {last.ts}; the state never changed",
-                                   payload={"received": first.seq, "last": last.seq})
+                                   payload={"received": first.seq, "last": last.seq, "rollout": rollout})
+                self.refresh()
 
     def policy_or_default(self) -> Policy:
         """The policy in effect, or the default one if it cannot be read (for housekeeping, never for checks)."""
@@ -229,52 +281,132 @@ class Runtime:
     def apply(self, pkg: MdqPackage, *, cohort: str = DEFAULT, canary: float | None = None,
               inputs: Sequence[Mapping[str, Any]] = (), allow_downgrade: bool = False,
               reason: str | None = None) -> ApplyResult:
-        """Run one package through check -> stage -> shadow -> canary -> promote; raise Rejected otherwise."""
+        """Run one package through check -> stage -> shadow -> canary -> promote; raise Rejected otherwise.
+
+        The canary here is analysed on the recorded inputs routed to it; `begin_rollout` hands it
+        to live traffic instead (servers route, measure and decide).
+        """
         if canary is not None and not 0.0 <= canary <= 1.0:
             raise ValueError(f"canary fraction must be within [0, 1], got {canary}")
         with self._write:
-            self.refresh()  # decide against the newest state any replica has promoted
-            why = reason or (pkg.provenance.reason if pkg.provenance else "")
-            with gc_paused():  # the kernel's bulk work only: gates and evaluators run with the collector on
-                self._log("received", cohort, pkg, why, package=unstructure(pkg), owner=OWNER,
-                          downgrade=allow_downgrade)
+            why = self._receive(pkg, cohort, reason, allow_downgrade)
             conflict = ""
             for _attempt in range(MAX_REPLANS):
-                active = (self._slots.get(cohort) or Slot(self.base)).active
-                try:
-                    if allow_downgrade and not why:
-                        raise MdqError("--rollback (allow_downgrade) needs a reason, recorded in the ledger")
-                    policy = self.policy
-                    kid, gates = check_package(self.registry, pkg, active, cohort, policy, self.trust, allow_downgrade)
-                    with gc_paused():
-                        staged, diff = self._stage(pkg, active, kid)
-                except (MdqError, ValueError) as exc:
-                    self._log("rejected", cohort, pkg, str(exc), gates=getattr(exc, "results", {}))
-                    raise Rejected(pkg.ref, "check", str(exc)) from None
-                self._log("staged", cohort, pkg, f"{len(diff)} changes" + (f"; re-planned: {conflict}" if conflict else ""),
-                          changes=len(diff), parent=active.seq, gates=gates)
+                active, policy, staged, diff = self._prepare(pkg, cohort, why, allow_downgrade, conflict)
                 kpis = self._analyse(pkg, cohort, policy, active, staged, inputs,
                                      policy.canary.fraction if canary is None else canary)
                 try:
-                    with gc_paused():
-                        ev = self.ledger.append("promoted", cohort=cohort, package=pkg.name, version=pkg.semver,
-                                                actor=self.actor, reason=why or "KPIs held",
-                                                payload={"diff": diff_to_json(diff), "parent": active.seq},
-                                                expect=(cohort, active.seq))
+                    ev = self._promote(pkg.name, pkg.semver, cohort, diff, active.seq, why or "KPIs held")
                 except ConflictError as exc:  # another writer changed the cohort meanwhile: plan again on top of it
-                    self._swap(cohort, Slot((self._slots.get(cohort) or Slot(self.base)).active))
-                    self.refresh()
                     conflict = str(exc)
                     continue
-                with gc_paused():
-                    self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
                 return ApplyResult(pkg.ref, cohort, len(diff), kpis, ev.seq)
             self._log("aborted", cohort, pkg, f"gave up after {MAX_REPLANS} re-plans: {conflict}")
             raise Rejected(pkg.ref, "promote", f"the cohort kept changing under it ({conflict}); try again")
 
+    def begin_rollout(self, pkg: MdqPackage, *, cohort: str = DEFAULT, fraction: float | None = None,
+                      inputs: Sequence[Mapping[str, Any]] = (), allow_downgrade: bool = False,
+                      reason: str | None = None) -> int:
+        """Check, stage and shadow a package, then hand its canary to live traffic; return the rollout's seq.
+
+        The `canary_started` event carries the staged diff, the state it was planned on, the
+        routing (fraction, salt) and the policy's analysis spec; every server following the
+        ledger then routes that share of requests to the staged state, and the rollout's
+        controller concludes it with `conclude_rollout`.
+        """
+        with self._write:
+            why = self._receive(pkg, cohort, reason, allow_downgrade)
+            active, policy, staged, diff = self._prepare(pkg, cohort, why, allow_downgrade, "")
+            frac = policy.canary.fraction if fraction is None else fraction
+            if not 0.0 < frac <= 1.0:
+                raise ValueError(f"a live canary needs a fraction within (0, 1], got {frac}")
+            self._analyse(pkg, cohort, policy, active, staged, inputs, frac, live=True)
+            return self._start_canary(pkg, cohort, policy, active, diff, frac, "").seq
+
+    def conclude_rollout(self, rollout: int, *, promote: bool, reason: str, figures: Mapping[str, Any] | None = None,
+                         actor: str | None = None) -> Event:
+        """Promote or roll back a live rollout (by its `canary_started` seq); return the closing event.
+
+        If the cohort moved on since the canary was planned, promoting re-plans it (every check
+        again) and starts a fresh canary instead: the returned event is then a `canary_started`.
+        """
+        with self._write:
+            self.refresh()
+            info = next((r for r in self.rollouts.values() if r["seq"] == rollout), None)
+            if info is None:
+                raise Rejected(str(rollout), "canary", f"no live rollout started at entry {rollout}")
+            pkg = info["package"]
+            who = actor or self.actor
+            if not promote:
+                ev = self.ledger.append("rolled_back", cohort=info["cohort"], package=pkg.name, version=pkg.semver,
+                                        actor=who, reason=reason,
+                                        payload={"diff": [], "stage": "canary", "rollout": rollout, **(figures or {})})
+                self.refresh()
+                return ev
+            try:
+                ev = self._promote(pkg.name, pkg.semver, info["cohort"], info["diff"], info["parent"], reason,
+                                   rollout=rollout, actor=who, **(figures or {}))
+            except ConflictError as exc:
+                active, policy, _staged, diff = self._prepare(pkg, info["cohort"], reason, info["downgrade"], str(exc))
+                return self._start_canary(pkg, info["cohort"], policy, active, diff, info["fraction"], str(exc),
+                                          replaces=rollout)
+            return ev
+
+    # -- the steps ----------------------------------------------------------------------------
+    def _receive(self, pkg: MdqPackage, cohort: str, reason: str | None, downgrade: bool) -> str:
+        self.refresh()  # decide against the newest state any replica has promoted
+        why = reason or (pkg.provenance.reason if pkg.provenance else "")
+        with gc_paused():  # the kernel's bulk work only: gates and evaluators run with the collector on
+            self._log("received", cohort, pkg, why, package=unstructure(pkg), owner=OWNER, downgrade=downgrade)
+        return why
+
+    def _prepare(self, pkg: MdqPackage, cohort: str, why: str, downgrade: bool,
+                 conflict: str) -> tuple[ControlState, Policy, ControlState, Diff]:
+        """Check and stage against the cohort's current state, recording `staged` (or `rejected`, raising)."""
+        if conflict:
+            self._swap(cohort, Slot((self._slots.get(cohort) or Slot(self.base)).active))
+            self.refresh()
+        active = (self._slots.get(cohort) or Slot(self.base)).active
+        try:
+            live = self.rollouts.get(cohort)
+            if live is not None and not conflict:
+                raise MdqError(f"cohort {cohort!r} has a live rollout of {live['package'].ref} (entry {live['seq']}): "
+                               f"wait for it to end, or end it with `mdq rollout abort`")
+            if downgrade and not why:
+                raise MdqError("--rollback (allow_downgrade) needs a reason, recorded in the ledger")
+            policy = self.policy
+            kid, gates = check_package(self.registry, pkg, active, cohort, policy, self.trust, downgrade)
+            with gc_paused():
+                staged, diff = self._stage(pkg, active, kid)
+        except (MdqError, ValueError) as exc:
+            self._log("rejected", cohort, pkg, str(exc), gates=getattr(exc, "results", {}))
+            raise Rejected(pkg.ref, "check", str(exc)) from None
+        self._log("staged", cohort, pkg, f"{len(diff)} changes" + (f"; re-planned: {conflict}" if conflict else ""),
+                  changes=len(diff), parent=active.seq, gates=gates)
+        return active, policy, staged, diff
+
+    def _promote(self, name: str, version: str, cohort: str, diff: Diff, parent: int, reason: str,
+                 actor: str | None = None, **extra: Any) -> Event:
+        with gc_paused():
+            ev = self.ledger.append("promoted", cohort=cohort, package=name, version=version, actor=actor or self.actor,
+                                    reason=reason, payload={"diff": diff_to_json(diff), "parent": parent, **extra},
+                                    expect=(cohort, parent))
+            self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
+        return ev
+
+    def _start_canary(self, pkg: MdqPackage, cohort: str, policy: Policy, active: ControlState, diff: Diff,
+                      fraction: float, replanned: str, replaces: int | None = None) -> Event:
+        spec = attrs.asdict(policy.canary)
+        ev = self._log("canary_started", cohort, pkg, f"live: {fraction:.0%} of requests to the staged state"
+                       + (f"; re-planned: {replanned}" if replanned else ""), live=True, fraction=fraction,
+                       salt=f"{pkg.ref}#{active.seq}", parent=active.seq, diff=diff_to_json(diff), spec=spec,
+                       package=unstructure(pkg), downgrade=False, rollout=replaces)
+        self.refresh()
+        return ev
+
     def _analyse(self, pkg: MdqPackage, cohort: str, policy: Policy, active: ControlState, staged: ControlState,
-                 inputs: Sequence[Mapping[str, Any]], fraction: float) -> dict[str, Any]:
-        """Shadow on every recorded input, then the canary on those routed to it; roll back on any failure."""
+                 inputs: Sequence[Mapping[str, Any]], fraction: float, live: bool = False) -> dict[str, Any]:
+        """Shadow on every recorded input, then (offline) the canary on those routed to it; roll back on any failure."""
         try:
             kpis = compare(self.registry, pkg, policy, active, staged, inputs)
             if len(inputs) < policy.min_shadow_inputs:
@@ -289,11 +421,13 @@ class Runtime:
                 raise Rejected(pkg.ref, "shadow", "; ".join(kpis["regressions"]))
             else:
                 self._log("shadow_passed", cohort, pkg, f"no KPI regressed on {len(inputs)} inputs", kpis=kpis)
+            if live:
+                return {"shadow": kpis}
             salt = pkg.ref
             self._swap(cohort, Slot(active, staged, fraction, salt))
             routed = [r for i, r in enumerate(inputs) if in_canary(str(r.get("key", i)), fraction, salt)]
-            self._log("canary_started", cohort, pkg, f"{fraction:.0%} of requests; {len(routed)} recorded inputs "
-                                                     f"routed to it", fraction=fraction, routed=len(routed))
+            self._log("canary_started", cohort, pkg, f"{fraction:.0%} of recorded inputs; {len(routed)} routed to it",
+                      fraction=fraction, routed=len(routed))
             ckpis = compare(self.registry, pkg, policy, active, staged, routed) if routed else {"inputs": 0}
             if routed and ckpis["regressions"]:
                 raise Rejected(pkg.ref, "canary", "; ".join(ckpis["regressions"]))
@@ -347,7 +481,6 @@ class Runtime:
             self.refresh(own=(ev.seq, diff))
             return ev.seq
 
-    # -- the steps ----------------------------------------------------------------------------
     def _stage(self, pkg: MdqPackage, active: ControlState, kid: str | None) -> tuple[ControlState, Diff]:
         pre, diff = active, []
         if active.get(("package", pkg.name)) is not None:  # upgrade or explicit downgrade: undo the old first

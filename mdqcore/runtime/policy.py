@@ -30,6 +30,8 @@ class Canary:
     intervals: int = 3  # passing intervals in a row needed to promote
     min_requests: int = 20  # per arm and interval; fewer and the interval does not count
     timeout_s: float = 600.0  # a rollout without enough traffic for this long is rolled back
+    margin: float = 0.05  # a KPI may be this share of the active arm's mean worse, plus the package's tolerance
+    z: float = 1.645  # how many standard errors a difference must clear (one-sided 95%)
 
 
 @frozen

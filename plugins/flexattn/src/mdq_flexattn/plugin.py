@@ -76,3 +76,12 @@ def register_commands(register: Any) -> None:
     register("demo", "mdq_flexattn.commands:demo", help="Run the live hot-plug scenario: serve, canary, promote, roll back.")
     register("flexattn", "mdq_flexattn.commands:flexattn",
              help="Flex-Attn: score texts with the lexical reward, build the catalog, replay step logs.")
+
+
+@mdqcore.hookimpl
+def register_pipelines(register: Any) -> None:
+    """The `reward` pipeline: POST /v1/reward and OpenRLHF's /get_reward, scored under the live state."""
+    from .pipeline import KPIS, ROUTES
+
+    register("reward", "mdq_flexattn.pipeline:RewardPipeline", version=VERSION, routes=ROUTES, kpis=KPIS,
+             help="Score answers with the lexical reward (an RL trainer's remote reward model).")

@@ -86,6 +86,7 @@ class PostgresLedger(SQLLedger):
         self.readonly = readonly
         self._conn = _connect(url, lock_timeout)
         self._lock = threading.Lock()
+        self._leads: dict[str, Any] = {}
         if readonly:  # readers never take the writers' lock, and the server refuses any write they might try
             self._conn.execute("SET default_transaction_read_only = on")
             self.head()  # a database without the table is not a ledger: say so now
@@ -119,6 +120,24 @@ class PostgresLedger(SQLLedger):
                 return self._conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise LedgerError(_say(self.url, exc)) from None
+
+    def try_lead(self, name: str) -> bool:
+        """Try to become the one holder of the lock `name` among every machine using this ledger (non-blocking).
+
+        A session-level advisory lock on a connection of its own: the server releases it when
+        that connection ends (the holder stopped or died), so another replica can take over.
+        """
+        import zlib
+
+        if name in self._leads:
+            return True
+        conn = _connect(self.url)
+        key = zlib.crc32(f"mdq-lead:{name}".encode())
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            self._leads[name] = conn
+            return True
+        conn.close()
+        return False
 
     def follow(self, callback: Any, interval: float = 1.0) -> Follower:
         """LISTEN for appends from any machine; call `callback` on each, and after every reconnect."""
@@ -162,5 +181,8 @@ class PostgresLedger(SQLLedger):
             self._conn.execute(sql.replace(" events ", " mdq_events ").replace("FROM events", "FROM mdq_events"), params)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection and give up any lead."""
+        for conn in self._leads.values():
+            conn.close()
+        self._leads.clear()
         self._conn.close()
