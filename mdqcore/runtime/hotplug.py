@@ -257,7 +257,8 @@ class Runtime:
         for first, last in self.ledger.open_applies():
             owner = first.payload.get("owner") or {}
             idle = time.time() - _epoch(last.ts)
-            live = last.kind in ("canary_started", "observed", "analysis")  # servers run it, not its first writer
+            # a live rollout is run by the servers, not by the process that began it
+            live = last.kind in ("observed", "analysis") or (last.kind == "canary_started" and last.payload.get("live"))
             if owner.get("host") == OWNER["host"] and owner.get("pid") is not None and not live:
                 dead, why = _gone(owner), f"its process {owner.get('pid')} on {owner['host']} is gone"
             else:
@@ -347,10 +348,22 @@ class Runtime:
                 ev = self._promote(pkg.name, pkg.semver, info["cohort"], info["diff"], info["parent"], reason,
                                    rollout=rollout, actor=who, **(figures or {}))
             except ConflictError as exc:
-                active, policy, _staged, diff = self._prepare(pkg, info["cohort"], reason, info["downgrade"], str(exc))
-                return self._start_canary(pkg, info["cohort"], policy, active, diff, info["fraction"], str(exc),
-                                          replaces=rollout)
+                return self._replan(info, str(exc))
             return ev
+
+    def replan_rollout(self, rollout: int, why: str) -> Event:
+        """Re-plan a live rollout whose cohort moved on (every check again); return the new `canary_started`."""
+        with self._write:
+            self.refresh()
+            info = next((r for r in self.rollouts.values() if r["seq"] == rollout), None)
+            if info is None:
+                raise Rejected(str(rollout), "canary", f"no live rollout started at entry {rollout}")
+            return self._replan(info, why)
+
+    def _replan(self, info: Mapping[str, Any], why: str) -> Event:
+        active, policy, _staged, diff = self._prepare(info["package"], info["cohort"], why, info["downgrade"], why)
+        return self._start_canary(info["package"], info["cohort"], policy, active, diff, info["fraction"], why,
+                                  replaces=info["seq"])
 
     # -- the steps ----------------------------------------------------------------------------
     def _receive(self, pkg: MdqPackage, cohort: str, reason: str | None, downgrade: bool) -> str:

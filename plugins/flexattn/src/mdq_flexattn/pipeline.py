@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mdqcore.errors import Problem, RequestError
+from mdqcore.model.types import json_type
 
 ROUTES = ("/v1/reward", "/get_reward")
 KPIS = {"lexical": "higher", "term_density": "higher", "general_share": "lower"}
@@ -29,9 +30,15 @@ MAX_ITEMS = 4096
 MAX_CHARS = 200_000  # per answer: scoring is linear, but a reward request is not a document store
 
 
+_MISSING = object()
+
+
 def _text(x: Any, path: str, problems: list[Problem], *, empty: bool = False) -> str:
+    if x is _MISSING:
+        problems.append(Problem("required field missing", path))
+        return ""
     if not isinstance(x, str):
-        problems.append(Problem(f"expected a string, got {type(x).__name__}", path))
+        problems.append(Problem(f"expected a string, got {json_type(x)}", path))
         return ""
     if not x.strip() and not empty:
         problems.append(Problem("empty text", path))
@@ -73,7 +80,7 @@ def parse(route: str, body: Any) -> tuple[list[dict[str, str]], bool]:
             for k in sorted(set(it) - {"question", "answer", "key", "reference"}):
                 problems.append(Problem(f"unknown key {k!r}", f"$.items[{i}].{k}"))
             item = {"question": _text(it.get("question", ""), f"$.items[{i}].question", problems, empty=True),
-                    "answer": _text(it.get("answer"), f"$.items[{i}].answer", problems)}
+                    "answer": _text(it.get("answer", _MISSING), f"$.items[{i}].answer", problems)}
             if "reference" in it:
                 item["reference"] = _text(it["reference"], f"$.items[{i}].reference", problems)
             items.append(item)

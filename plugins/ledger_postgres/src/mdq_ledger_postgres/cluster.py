@@ -56,6 +56,16 @@ class LocalCluster:
             conn.execute(f"CREATE DATABASE {name}")
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def pause(self) -> None:
+        """Stop the server but keep its data (tests: the ledger becomes unreachable)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start a paused server again on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-o",
+                  f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1", "-l", str(self.base / "log"),
+                  "-w", "start")
+
     def stop(self) -> None:
         """Stop the server and delete its files."""
         subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],

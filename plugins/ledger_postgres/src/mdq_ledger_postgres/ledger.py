@@ -82,19 +82,28 @@ class PostgresLedger(SQLLedger):
     same = "IS NOT DISTINCT FROM"
 
     def __init__(self, url: str, *, readonly: bool = False, lock_timeout: str = LOCK_TIMEOUT) -> None:
-        self.url = url
-        self.readonly = readonly
-        self._conn = _connect(url, lock_timeout)
+        self.url, self.readonly, self._lock_timeout = url, readonly, lock_timeout
         self._lock = threading.Lock()
         self._leads: dict[str, Any] = {}
-        if readonly:  # readers never take the writers' lock, and the server refuses any write they might try
-            self._conn.execute("SET default_transaction_read_only = on")
+        self._conn = self._open()
+        if readonly:
             self.head()  # a database without the table is not a ledger: say so now
             return
         with self._write() as cur:
             for stmt in schema(self.table, "BIGINT") + _APPEND_ONLY:
                 cur.execute(stmt)
         self._genesis()
+
+    def _open(self) -> Any:
+        conn = _connect(self.url, self._lock_timeout)
+        if self.readonly:  # readers never take the writers' lock, and the server refuses any write they might try
+            conn.execute("SET default_transaction_read_only = on")
+        return conn
+
+    def _healthy(self) -> None:
+        """Reconnect if the server went away and came back (a follower keeps the same ledger object for days)."""
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._open()
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
@@ -103,6 +112,7 @@ class PostgresLedger(SQLLedger):
         if self.readonly:
             raise LedgerError(f"ledger {self.url} was opened read-only")
         try:
+            self._healthy()
             with self._lock, self._conn.transaction():
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
                 yield self._conn.cursor()
@@ -117,6 +127,7 @@ class PostgresLedger(SQLLedger):
 
         try:
             with self._lock:
+                self._healthy()
                 return self._conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise LedgerError(_say(self.url, exc)) from None

@@ -117,8 +117,8 @@ def analyse(arms: Mapping[str, Mapping[str, Any]], directions: Mapping[str, str]
             tolerance: Mapping[str, float]) -> dict[str, Any]:
     """Judge one interval (module docstring); return the verdict with every figure behind it."""
     n = {a: arms[a]["n"] for a in ARMS}
-    n["pairs"] = arms.get("pairs", _empty())["n"]
-    out: dict[str, Any] = {"n": n, "kpis": {}, "verdict": "pass", "reasons": []}
+    out: dict[str, Any] = {"n": {**n, "pairs": arms.get("pairs", _empty())["n"]}, "kpis": {}, "verdict": "pass",
+                           "reasons": []}
     if min(n.values()) < spec["min_requests"]:
         out["verdict"] = "insufficient"
         out["reasons"].append(f"{n['active']} active / {n['canary']} canary observations, fewer than "
@@ -164,8 +164,8 @@ def analyse(arms: Mapping[str, Mapping[str, Any]], directions: Mapping[str, str]
 class Controller:
     """Runs the analysis of every live rollout, on the replica that holds the ledger's "rollouts" lock."""
 
-    def __init__(self, runtime: Any, directions: Mapping[str, str], clock: Any = time.time) -> None:
-        self.rt, self.directions, self.clock = runtime, dict(directions), clock
+    def __init__(self, runtime: Any, directions: Mapping[str, str], clock: Any = time.time, replica: str = "") -> None:
+        self.rt, self.directions, self.clock, self.replica = runtime, dict(directions), clock, replica
         self._since: dict[int, int] = {}  # rollout -> the seq its last analysis covered
 
     def leader(self) -> bool:
@@ -200,6 +200,10 @@ class Controller:
         from mdqcore.ledger.base import normalize_ts
 
         spec, pkg, seq = info["spec"], info["package"], info["seq"]
+        head = self.rt.snapshot(info["cohort"]).seq
+        if head != info["parent"]:  # the cohort moved on: the staged state is stale, nobody is routed to it
+            return self.rt.replan_rollout(seq, f"the cohort moved on to entry {head} since the canary was planned "
+                                               f"on entry {info['parent']}")
         analyses, observed = self._history(info)
         last = analyses[-1] if analyses else None
         started = _epoch(normalize_ts(last.ts if last else self._started(seq)))
@@ -208,7 +212,8 @@ class Controller:
         result = analyse(merge([o.payload for o in observed]), self.directions, spec, pkg.kpi.tolerance)
         passing = (last.payload["passing"] if last else 0) + 1 if result["verdict"] == "pass" else 0
         result.update(rollout=seq, interval=(last.payload["interval"] + 1) if last else 1, passing=passing,
-                      needed=spec["intervals"], observations=[o.seq for o in observed])
+                      needed=spec["intervals"], observations=[o.seq for o in observed], leader=self.replica,
+                      replicas=sorted({o.payload["replica"] for o in observed}))
         figures = ", ".join(f"{k} {v['active']:.4g} -> {v['canary']:.4g}" for k, v in result["kpis"].items())
         ev = self.rt.ledger.append("analysis", cohort=info["cohort"], package=pkg.name, version=pkg.semver,
                                    actor="mdq-serve", reason=f"interval {result['interval']}: {result['verdict']}"

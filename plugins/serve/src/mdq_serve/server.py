@@ -67,7 +67,7 @@ class Server:
         self.rt, self.pipelines, self.tick = runtime, pipelines, tick
         self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
         self.recorder = Recorder()
-        self.controller = Controller(runtime, pipelines.directions)
+        self.controller = Controller(runtime, pipelines.directions, replica=self.replica)
         self.metrics = Metrics(self)
         self.checkpoint_key, self.checkpoint_every = checkpoint_key, checkpoint_every
         self.ledger_ok, self.ledger_error, self.ledger_checked = True, "", time.time()

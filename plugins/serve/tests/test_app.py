@@ -1,0 +1,135 @@
+"""The served app: endpoints, errors that never carry a traceback, one snapshot per request, hot-plug."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+import mdqcore
+
+from .conftest import INPUTS
+
+REWARD = {"items": [{"question": "什么是阿司匹林？", "answer": "阿司匹林是一种环氧合酶抑制剂。", "key": "u1"}]}
+
+
+def test_reward_endpoint_and_openrlhf_and_state(served):
+    _op, url, _server = served
+    r = httpx.post(url + "/v1/reward", json=REWARD)
+    assert r.status_code == 200 and r.headers["x-mdq-arm"] == "active"
+    body = r.json()
+    assert len(body["rewards"]) == 1 and body["items"][0]["lexical"] > 0
+    assert {h["term"] for h in body["items"][0]["hits"]} >= {"阿司匹林", "环氧合酶", "抑制剂"}
+    steps = httpx.post(url + "/v1/reward", json={**REWARD, "details": True}).json()["items"][0]["steps"]
+    assert len(steps) == len(REWARD["items"][0]["answer"])
+    r = httpx.post(url + "/get_reward", json={"query": ["问：什么是阿司匹林？答：阿司匹林是一种抑制剂。"],
+                                              "prompts": ["问：什么是阿司匹林？答："]})
+    assert r.status_code == 200 and len(r.json()["rewards"]) == 1
+    state = httpx.get(url + "/v1/state").json()
+    assert state["cohorts"]["default"]["packages"] == {} and state["pipelines"] == ["reward"]
+    assert httpx.get(url + "/healthz").json()["ok"] is True
+    metrics = httpx.get(url + "/metrics").text
+    assert 'mdq_requests_total{arm="active",cohort="default",pipeline="reward"' in metrics
+    assert "mdq_ledger_head" in metrics and 'mdq_kpi_count{arm="active",cohort="default",kpi="lexical"}' in metrics
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    (b"{bad", 400, "invalid JSON"),
+    (b'{"items": [{"question": 5, "answer": "x"}]}', 422, "$.items[0].question"),
+    (b'{"items": [{"question": "q"}]}', 422, "required field missing"),
+    (b'{"items": []}', 422, "$.items"),
+    (b'{"items": [{"answer": "x", "colour": 1}]}', 422, "$.items[0].colour"),
+    (b'{"items": "x", "items": []}', 422, "duplicate key"),
+    (b'[1, 2]', 422, "expected an object"),
+    (b'{"query": 5}', 422, "$.query"),
+])
+def test_malformed_bodies_name_the_path(served, body, status, fragment):
+    _op, url, _server = served
+    route = "/get_reward" if b"query" in body else "/v1/reward"
+    r = httpx.post(url + route, content=body)
+    assert r.status_code == status and fragment in r.text and "Traceback" not in r.text
+
+
+def test_oversized_unknown_and_wrong_method(served):
+    _op, url, _server = served
+    r = httpx.post(url + "/v1/reward", content=b"x" * (9 << 20))
+    assert r.status_code == 413 and "over the limit" in r.text
+    r = httpx.post(url + "/v1/nope", json={})
+    assert r.status_code == 404 and "/v1/reward" in r.text
+    assert httpx.get(url + "/v1/reward").status_code == 405
+    r = httpx.post(url + "/v1/reward", json=REWARD, headers={"X-MDQ-Cohort": "nosuch"})
+    assert r.status_code == 404 and "unknown cohort" in r.text
+
+
+def test_a_promotion_made_elsewhere_changes_the_very_next_request(served):
+    op, url, server = served
+    before = httpx.post(url + "/v1/reward", json=REWARD).json()["items"][0]["lexical"]
+    pkg = mdqcore.load_package({"name": "boost", "semver": "1.0.0", "atoms": [
+        {"type": "Idx", "feature": "idf", "seg": "环氧合酶", "delta": 0.05}]})
+    ev = op.apply(pkg, inputs=INPUTS)
+    deadline = time.monotonic() + 5
+    while server.rt.head < ev.seq and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r = httpx.post(url + "/v1/reward", json=REWARD)
+    assert int(r.headers["x-mdq-state"]) >= ev.seq and r.json()["items"][0]["lexical"] > before
+
+
+class Probe:
+    """A pipeline that reads its snapshot twice, a while apart, and says what it saw."""
+
+    def handle(self, route, body, state):
+        first = state.index("alias", "flip", -1.0)
+        time.sleep(0.002)  # promotions land meanwhile
+        return {"seq": state.seq, "first": first, "second": state.index("alias", "flip", -1.0)}, [{"flip": first}]
+
+
+class ProbePlugin:
+    @mdqcore.hookimpl
+    def register_pipelines(self, register):
+        register("probe", lambda: Probe(), routes=("/v1/probe",), kpis={"flip": "higher"})
+
+
+def test_a_request_sees_exactly_one_snapshot(tmp_path):
+    # while packages come and go, every answer comes from one state: the one its ledger entry says
+    import threading
+
+    from mdq_serve.commands import Background
+    from mdq_serve.server import Pipelines, Server
+
+    from mdqcore.ledger import replay_ledger
+    from mdqcore.ledger.sqlite import SQLiteLedger
+    from mdqcore.runtime import Runtime
+    from mdqcore.testing import load_isolated
+
+    reg = load_isolated(ProbePlugin(), "probe", registry=mdqcore.load_plugins(only=["core"]))
+    op = Runtime(reg, SQLiteLedger(tmp_path / "l.sqlite"))
+    op.set_policy({"allow_skip_shadow": True, "mandatory_gates": {"*": []}}, None, "a probe has no KPI evaluator")
+    bg = Background(Server(Runtime(reg, SQLiteLedger(tmp_path / "l.sqlite")), Pipelines(reg), tick=0.02))
+    seen, stop = [], threading.Event()
+
+    def client():
+        with httpx.Client(timeout=10) as c:
+            while not stop.is_set():
+                seen.append(c.post(bg.url + "/v1/probe", json={}).json())
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(40):
+            op.apply(mdqcore.load_package({"name": "flip", "semver": f"1.{k}.0", "atoms": [
+                {"type": "Idx", "feature": "alias", "seg": "flip", "value": float(k % 2)}]}))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        bg.stop()
+    assert len(seen) > 40 and all(r["first"] == r["second"] for r in seen)
+    from mdqcore.ledger import replay
+
+    states = {}
+    for r in seen[:: max(1, len(seen) // 50)]:  # the value each answer saw is the ledger's value at its entry
+        if r["seq"] not in states:
+            states[r["seq"]] = replay(e for e in op.ledger.events() if e.seq <= r["seq"])["default"]
+        assert states[r["seq"]].index("alias", "flip", -1.0) == r["first"]
+    assert replay_ledger(op.ledger)["default"] == op.current
