@@ -28,7 +28,8 @@ def test_registers_every_capability(reg):
     assert "term" in reg.names("index_feature") and reg.get("index_feature", "term").meta["semiring"] == "max"
     assert {"topic", "jaccard", "bm25"} <= set(reg.names("gate"))
     assert reg.names("evaluator") == ["lexical_reward", "term_coverage", "word_compliance"]
-    assert reg.names("command") == ["demo", "flexattn"]
+    assert reg.names("command") == ["flexattn"]
+    assert reg.names("pipeline") == ["reward"] and reg.get("pipeline", "reward").meta["kpis"]["general_share"] == "lower"
 
 
 def test_a_promoted_package_changes_the_reward_live(reg, tmp_path):
@@ -55,10 +56,10 @@ def test_demo_twice_picks_up_the_ledger(tmp_path, mdq_cli_plugins):
     mdq_cli_plugins("core,flexattn")
     runner = CliRunner()
     led, log = str(tmp_path / "d.sqlite"), str(tmp_path / "steps.jsonl")
-    first = runner.invoke(main, ["demo", "--ledger", led, "--log", log])
+    first = runner.invoke(main, ["flexattn", "scenario", "--ledger", led, "--log", log])
     assert first.exit_code == 0, first.output
     assert "promoted" in first.output and "step 13 神经氨酸酶" in first.output
-    second = runner.invoke(main, ["demo", "--ledger", led, "--log", log])
+    second = runner.invoke(main, ["flexattn", "scenario", "--ledger", led, "--log", log])
     assert second.exit_code == 0, second.output
     assert "already active" in second.output and second.output.count("canary_started") == 1
     ok = runner.invoke(main, ["flexattn", "replay", log, "--ledger", led])
@@ -87,4 +88,4 @@ def test_score_command_and_bad_log(tmp_path, mdq_cli_plugins):
     (tmp_path / "bad.jsonl").write_text("nope\n", encoding="utf-8")
     r = runner.invoke(main, ["flexattn", "replay", str(tmp_path / "bad.jsonl"), "--ledger", led])
     assert r.exit_code == 2 and "line 1" in r.output
-    assert "Example" in runner.invoke(main, ["demo", "--help"]).output
+    assert "Example" in runner.invoke(main, ["flexattn", "scenario", "--help"]).output

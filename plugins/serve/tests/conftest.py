@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import random
-import threading
-import time
-
-import httpx
 import pytest
+from mdq_serve.traffic import Traffic
 
 FAST = {"allow_skip_shadow": False, "canary": {"fraction": 0.5, "interval_s": 0.6, "intervals": 2,
                                                 "min_requests": 10, "timeout_s": 8.0, "margin": 0.05, "z": 1.645}}
@@ -41,44 +37,13 @@ def served(tmp_path, monkeypatch):
     operator.ledger.close()
 
 
-class Traffic:
-    """Bounded reward traffic from a few threads until stopped (or `seconds` pass): counts and failures."""
-
-    def __init__(self, url: str, threads: int = 3, seconds: float = 30.0) -> None:
-        self.url, self.stop_at = url, time.monotonic() + seconds
-        self.sent, self.failed, self.arms = 0, [], {"active": 0, "canary": 0}
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-        for t in self._threads:
-            t.start()
-
-    def _run(self, i: int) -> None:
-        rng = random.Random(i)
-        with httpx.Client(timeout=10) as c:
-            while not self._stop.is_set() and time.monotonic() < self.stop_at:
-                q, a = rng.choice(ANSWERS)
-                r = c.post(self.url + "/v1/reward", json={"items": [{"question": q, "answer": a}]},
-                           headers={"X-MDQ-Key": f"user-{rng.random()}"})
-                self.sent += 1
-                if r.status_code != 200:
-                    self.failed.append((r.status_code, r.text[:200]))
-                else:
-                    self.arms[r.headers["x-mdq-arm"]] += 1
-
-    def stop(self) -> None:
-        """Stop sending and wait for the threads."""
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
-
-
 @pytest.fixture
 def traffic():
     """Start traffic to a URL; stopped at the end of the test whatever happens."""
     started = []
 
     def start(url: str, **kw) -> Traffic:
-        t = Traffic(url, **kw)
+        t = Traffic(url, ANSWERS, **{"threads": 3, "seconds": 30.0, **kw})
         started.append(t)
         return t
     yield start

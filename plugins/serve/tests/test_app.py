@@ -9,7 +9,7 @@ import pytest
 
 import mdqcore
 
-from .conftest import INPUTS
+from .conftest import ANSWERS, INPUTS
 
 REWARD = {"items": [{"question": "什么是阿司匹林？", "answer": "阿司匹林是一种环氧合酶抑制剂。", "key": "u1"}]}
 

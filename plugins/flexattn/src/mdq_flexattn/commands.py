@@ -48,7 +48,7 @@ def _header(rt: Any, question: str, reference: str | None, gate: str, cohort: st
             "ledger_head": rt.ledger.head(), "packages": rt.snapshot(cohort).packages()}
 
 
-@click.command("demo")
+@click.command("scenario")
 @click.option("--scenario", type=click.Path(dir_okay=False, exists=True),
               help="Scenario JSON (question, target, package, inputs); default: the shipped reference scenario.")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False),
@@ -57,16 +57,16 @@ def _header(rt: Any, question: str, reference: str | None, gate: str, cohort: st
 @GATE_OPT
 @LEDGER_OPT
 def demo(scenario: str | None, log_path: str | None, all_steps: bool, gate: str, ledger_url: str | None) -> None:
-    """Run the reference scenario: score the target answer step by step, then hot-plug the scenario's
-    package (stage -> shadow -> canary -> promote) and show what changed.
+    """Run the reference scenario offline: score the target answer step by step, then hot-plug the
+    scenario's package (stage -> shadow -> canary on recorded inputs -> promote) and show what changed.
 
     The first run applies the package and records every step in the ledger; a later run with
     the same ledger finds it active and continues from there (undo it with `mdq pkg rollback`).
 
     \b
     Example:
-      mdq demo
-      mdq demo --ledger /tmp/demo.sqlite --all-steps
+      mdq flexattn scenario
+      mdq flexattn scenario --ledger /tmp/scenario.sqlite --all-steps
     """
     from rich.console import Console
     from rich.table import Table
@@ -363,3 +363,6 @@ def replay(log: str, now: bool, ledger_url: str | None) -> None:
             click.echo(f"  {d}")
         sys.exit(1)
     click.echo(f"{len(rows)} steps recomputed under {when}: every reward matches the log")
+
+
+flexattn.add_command(demo)  # `mdq flexattn scenario`; the live demo is `mdq demo` (mdq-serve)

@@ -72,10 +72,9 @@ def register_evaluators(register: Any) -> None:
 
 @mdqcore.hookimpl
 def register_commands(register: Any) -> None:
-    """`mdq demo` and `mdq flexattn`."""
-    register("demo", "mdq_flexattn.commands:demo", help="Run the live hot-plug scenario: serve, canary, promote, roll back.")
+    """`mdq flexattn` (`mdq demo`, the live scenario, comes with mdq-serve)."""
     register("flexattn", "mdq_flexattn.commands:flexattn",
-             help="Flex-Attn: score texts with the lexical reward, build the catalog, replay step logs.")
+             help="Flex-Attn: score texts, the reference scenario, build the catalog, replay step logs.")
 
 
 @mdqcore.hookimpl

@@ -1,0 +1,168 @@
+"""`mdq demo`: the mission in one minute. A reward service runs; its control plane changes twice, live.
+
+1. `mdq serve` starts in this process on a free loopback port, serving the Flex-Attn reward an
+   RL trainer would call; built-in medical question/answer traffic flows to it.
+2. A good package (an IDF boost for a key term) is hot-plugged as a live canary: a share of
+   the live requests is scored under it, each also measured under the active state (paired),
+   and after its analysis intervals pass it is promoted, with the figures in the ledger.
+3. A bad package (one that pays for general words like 可以 and 需要) goes the same way and is
+   rolled back automatically, the measured reason in the ledger: nobody had to watch.
+4. The ledger tail says who changed what, when and why.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import click
+
+POLICY = {"canary": {"fraction": 0.3, "interval_s": 2.0, "intervals": 3, "min_requests": 25, "timeout_s": 40.0,
+                     "margin": 0.05, "z": 1.645}}
+BAD = {"name": "mdq.op.flexattn.general-words", "semver": "1.0.0",
+       "atoms": [{"type": "Op", "op": "flexattn", "param": "general_weight", "value": 1.0}],
+       "provenance": {"author": "demo", "reason": "reward fluent connective words too (a plausible-looking mistake)",
+                      "created_at": "2026-12-01T00:00:00Z"}}
+
+
+def _questions() -> list[tuple[str, str]]:
+    base = Path(str(files("mdq_flexattn"))).parents[1] / "data" / "eval"
+    rows = []
+    for name in ("dev.jsonl", "test.jsonl"):
+        path = base / name
+        if path.exists():
+            rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:  # an installed (non-editable) plugin ships the scenario, not the evaluation set
+        spec = json.loads((files("mdq_flexattn") / "data" / "scenario.json").read_text(encoding="utf-8"))
+        return [(r["question"], r["answer"]) for r in spec["inputs"]]
+    return [(r["question"], r["good"]) for r in rows]
+
+
+def _scenario() -> tuple[Any, list[dict[str, Any]]]:
+    from mdqcore.model import load_package
+
+    data = files("mdq_flexattn") / "data"
+    spec = json.loads((data / "scenario.json").read_text(encoding="utf-8"))
+    return load_package(Path(str(data / spec["package"]))), spec["inputs"]
+
+
+def _wait(rt: Any, rollout: int, show: Any, timeout: float) -> Any:
+    """Follow the ledger until the rollout ends, showing each analysis; return the closing event."""
+    deadline, seen = time.monotonic() + timeout, rollout
+    while time.monotonic() < deadline:
+        for ev in rt.ledger.events(seen):
+            seen = ev.seq
+            if ev.payload.get("rollout") != rollout:
+                continue
+            if ev.kind == "canary_started":
+                rollout = ev.seq
+            elif ev.kind == "analysis":
+                show(f"  analysis #{ev.seq}: {ev.reason}")
+            elif ev.kind in ("promoted", "rolled_back", "aborted"):
+                return ev
+        time.sleep(0.1)
+    return None
+
+
+@click.command("demo")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False),
+              help="A new SQLite ledger for the demo (default: demo/ledger.sqlite in the user data directory, "
+                   "recreated each run).")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 16), help="Client threads.")
+def demo(ledger_path: str | None, threads: int) -> None:
+    """Serve the Flex-Attn reward and change its control plane twice, live: a good package is promoted
+    after its canary passes, a bad one is rolled back on its own; then the ledger says who, what, why.
+
+    Everything runs in this process on 127.0.0.1, on an embedded SQLite ledger of its own, in
+    about half a minute. See docs/serving.md to run the same with `mdq serve`.
+
+    \b
+    Example:
+      mdq demo
+    """
+    from rich.console import Console
+    from rich.panel import Panel
+
+    from mdqcore.cli.console import registry
+    from mdqcore.errors import MdqError, Rejected
+    from mdqcore.ledger.sqlite import SQLiteLedger
+    from mdqcore.model import load_package
+    from mdqcore.runtime import Runtime
+
+    from .commands import Background
+    from .server import Pipelines, Server
+    from .traffic import Traffic
+
+    con = Console(width=120)
+    reg = registry()
+    if reg.find("pipeline", "reward") is None:
+        con.print("mdq demo needs the reward pipeline of mdq-flexattn: pip install -e plugins/flexattn")
+        sys.exit(2)
+    path = Path(ledger_path) if ledger_path else _default()
+    if ledger_path and path.exists():
+        con.print(f"{path} exists: the demo writes a ledger of its own; give a new path")
+        sys.exit(2)
+    for p in path.parent.glob(path.name + "*"):
+        p.unlink()
+    con.print(Panel(__doc__.split("\n\n", 1)[1].strip(), title="mdq demo: a control plane changed live", width=110))
+    operator = Runtime(reg, SQLiteLedger(path), actor="operator")
+    operator.set_policy(POLICY, None, "demo: 30% canaries, three 2-second intervals")
+    server = Server(Runtime(reg, SQLiteLedger(path), actor="mdq-serve"), Pipelines(reg, ("reward",)), tick=0.1)
+    t0 = time.monotonic()
+    bg = Background(server)
+    good, inputs = _scenario()
+    questions = _questions()
+    con.print(f"serving {bg.url} (POST /v1/reward, /get_reward) on ledger {path}; {threads} clients send "
+              f"{len(questions)} medical question/answer pairs")
+    traffic = Traffic(bg.url, questions, threads=threads, seconds=120)
+    try:
+        for pkg, what in ((good, "a good package"), (load_package(BAD), "a bad package")):
+            con.print(f"\n[bold]{what}[/]: {pkg.ref} — {pkg.provenance.reason if pkg.provenance else ''}")
+            try:
+                seq = operator.begin_rollout(pkg, inputs=inputs)
+            except (Rejected, MdqError) as exc:
+                con.print(f"[red]refused before any traffic saw it[/]: {exc}")
+                continue
+            con.print(f"  shadow passed on {len(inputs)} recorded inputs; canary live (entry {seq}): "
+                      f"{POLICY['canary']['fraction']:.0%} of requests, {traffic.rate:.0f} requests/s so far")
+            end = _wait(operator, seq, lambda s: con.print(s, markup=False), POLICY["canary"]["timeout_s"] + 10)
+            colour = "green" if end is not None and end.kind == "promoted" else "red"
+            con.print(f"  [{colour}]{end.kind if end else 'undecided'}[/] by {end.actor if end else '-'} "
+                      f"(entry {end.seq if end else '-'}): ", end="")
+            con.print(end.reason if end else "no decision in time", markup=False)
+    finally:
+        traffic.stop()
+        bg.stop()
+    _tail(con, operator)
+    con.print("\nWhat you saw: both packages passed the checks and shadow analysis on recorded inputs; the bad one's "
+              "flaw (general words earning reward) showed only on live traffic, where the paired canary caught it in "
+              "its first interval and the server rolled it back by itself. Every step above is a hashed ledger entry.")
+    con.print(f"{traffic.sent:,} requests in {time.monotonic() - t0:.0f} s ({traffic.arms['canary']:,} to canaries), "
+              f"{len(traffic.failed)} failed. Replay any moment: mdq ledger replay --ledger {path} --at <time>")
+    operator.ledger.close()
+    sys.exit(1 if traffic.failed else 0)
+
+
+def _default() -> Path:
+    from platformdirs import user_data_dir
+
+    p = Path(user_data_dir("mdq")) / "demo" / "ledger.sqlite"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _tail(con: Any, rt: Any, n: int = 14) -> None:
+    from rich.table import Table
+
+    events = [e for e in rt.ledger.events() if e.kind not in ("observed",)][-n:]
+    t = Table(title=f"ledger tail (of {rt.ledger.head()} entries; `observed` counts left out)")
+    for c in ("#", "time", "event", "package", "actor", "why"):
+        t.add_column(c, no_wrap=c != "why", overflow="ellipsis")
+    for e in events:
+        t.add_row(str(e.seq), e.ts[11:23], e.kind, f"{e.package}@{e.version}" if e.package else "-", e.actor,
+                  (e.reason or "")[:90])
+    con.print(t)
