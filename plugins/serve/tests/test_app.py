@@ -133,3 +133,13 @@ def test_a_request_sees_exactly_one_snapshot(tmp_path):
             states[r["seq"]] = replay(e for e in op.ledger.events() if e.seq <= r["seq"])["default"]
         assert states[r["seq"]].index("alias", "flip", -1.0) == r["first"]
     assert replay_ledger(op.ledger)["default"] == op.current
+
+
+def test_the_serving_guide_python_runs(tmp_path):
+    from pathlib import Path
+
+    from mdqcore.testing import run_readme_python
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "serving.md"
+    n, out = run_readme_python(doc, tmp_path)
+    assert n == 1 and out.strip().startswith("[") and float(out.strip()[1:-1]) != 0.0
