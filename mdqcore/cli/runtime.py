@@ -211,7 +211,8 @@ def policy_show(as_json: bool, ledger_url: str | None, trust_path: str | None) -
 
     try:
         trust = TrustPolicy.load(trust_path) if trust_path else TrustPolicy.load_default(default_trust_path())
-        pol = Runtime(registry(), _open(ledger_url, registry(), readonly=True), trust=trust).policy
+        rt = Runtime(registry(), _open(ledger_url, registry(), readonly=True), trust=trust)
+        pol = rt.policy if rt.base.get(("policy",)) is not None else None
     except NoLedgerError:
         pol = None
     except (LedgerError, PolicyError, SignatureError) as exc:
