@@ -115,3 +115,24 @@ def test_plugin_command_cannot_shadow_a_builtin(run, make_dist):
     r = run("pkg", "schema", env={"MDQ_PLUGINS": "shadow"})
     assert r.exit_code == 0 and "hijacked" not in r.output
     assert isinstance(cli.main.commands["pkg"], click.Group)
+
+
+def test_a_broken_plugins_command_says_why_instead_of_vanishing(run, make_dist):
+    # issue #16: a broken plugin's command just vanished ("No such command")
+    make_dist("acme", """
+        import click, mdqcore
+        @click.command()
+        def hello():
+            click.echo("hi")
+        @mdqcore.hookimpl
+        def register_commands(register):
+            register("hello", hello)
+        @mdqcore.hookimpl
+        def register_ledger_backends(register):
+            raise RuntimeError("needs a config file")
+    """)
+    r = run("hello", env={"MDQ_PLUGINS": "acme"})
+    assert r.exit_code == 2 and "plugin 'acme' is broken" in r.output and "needs a config file" in r.output
+    r = run("nosuch", env={"MDQ_PLUGINS": "acme"})
+    assert r.exit_code == 2 and "No such command" in r.output and "plugin 'acme' is broken" in r.output
+    assert "hello" in run("--help", env={"MDQ_PLUGINS": "acme"}).output

@@ -19,7 +19,7 @@ def test_reward_endpoint_and_openrlhf_and_state(served):
     r = httpx.post(url + "/v1/reward", json=REWARD)
     assert r.status_code == 200 and r.headers["x-mdq-arm"] == "active"
     body = r.json()
-    assert len(body["rewards"]) == 1 and body["items"][0]["lexical"] > 0
+    assert len(body["rewards"]) == 1 and body["items"][0]["reward"] > 0 == body["rewards"][0] - body["items"][0]["reward"]
     assert {h["term"] for h in body["items"][0]["hits"]} >= {"阿司匹林", "环氧合酶", "抑制剂"}
     steps = httpx.post(url + "/v1/reward", json={**REWARD, "details": True}).json()["items"][0]["steps"]
     assert len(steps) == len(REWARD["items"][0]["answer"])
@@ -64,7 +64,7 @@ def test_oversized_unknown_and_wrong_method(served):
 
 def test_a_promotion_made_elsewhere_changes_the_very_next_request(served):
     op, url, server = served
-    before = httpx.post(url + "/v1/reward", json=REWARD).json()["items"][0]["lexical"]
+    before = httpx.post(url + "/v1/reward", json=REWARD).json()["items"][0]["reward"]
     pkg = mdqcore.load_package({"name": "boost", "semver": "1.0.0", "atoms": [
         {"type": "Idx", "feature": "idf", "seg": "环氧合酶", "delta": 0.05}]})
     ev = op.apply(pkg, inputs=INPUTS)
@@ -72,7 +72,7 @@ def test_a_promotion_made_elsewhere_changes_the_very_next_request(served):
     while server.rt.head < ev.seq and time.monotonic() < deadline:
         time.sleep(0.01)
     r = httpx.post(url + "/v1/reward", json=REWARD)
-    assert int(r.headers["x-mdq-state"]) >= ev.seq and r.json()["items"][0]["lexical"] > before
+    assert int(r.headers["x-mdq-state"]) >= ev.seq and r.json()["items"][0]["reward"] > before
 
 
 class Probe:
@@ -143,3 +143,17 @@ def test_the_serving_guide_python_runs(tmp_path):
     doc = Path(__file__).resolve().parents[3] / "docs" / "serving.md"
     n, out = run_readme_python(doc, tmp_path)
     assert n == 1 and out.strip().startswith("[") and float(out.strip()[1:-1]) != 0.0
+
+
+def test_trl_reward_function_in_process_and_against_the_server(served):
+    # TRL calls reward_func(prompts, completions, **kwargs); the same function works against a server
+    from mdq_flexattn.pipeline import reward_func
+
+    _op, url, _server = served
+    prompts = ["阿司匹林有什么作用？", "什么是区块链？"]
+    completions = [[{"role": "assistant", "content": "阿司匹林是一种环氧合酶抑制剂。"}],
+                   [{"role": "assistant", "content": "区块链是一种分布式账本技术。"}]]
+    local = reward_func(prompts, completions, trainer_state=None)
+    remote = reward_func(prompts, completions, url=url)
+    assert len(local) == len(remote) == 2 and local == pytest.approx(remote)
+    assert remote[0] > remote[1]  # the medical answer earns lexical reward, the off-domain one does not

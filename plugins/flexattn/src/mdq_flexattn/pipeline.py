@@ -1,12 +1,14 @@
 """The served reward pipeline: what an RL trainer calls, under whatever control state is live.
 
     POST /v1/reward   {"items": [{"question", "answer", "key"?, "reference"?}], "details": false}
-                      -> {"rewards": [...], "items": [{"reward", "lexical", "len_cost", "hits"[, "steps"]}]}
+                      -> {"rewards": [...], "items": [{"reward", "total", "len_cost", "hits"[, "steps"]}]}
     POST /get_reward  {"query": [prompt + response, ...], "prompts": [prompt, ...]}   (OpenRLHF's remote RM)
                       -> {"rewards": [...]}
 
-`reward` is the answer's total reward, the sum of R_t over its characters (the lexical reward
-minus the length costs, plus the readability term); `lexical` is its lexical part alone.
+`reward` is the answer's lexical reward, eta2 * sum of delta_t over its hits: what tells a domain
+answer from another, and what an RL trainer should optimise. `total` is the sum of R_t over every
+character, which adds the per-character terms (the window policy's length costs, chi_soft
+against a reference, the readability term): the figure for training the window policy itself.
 Each scored answer gives one KPI observation, judged by live canaries:
 
     lexical        the lexical reward                                       (higher is better)
@@ -127,7 +129,7 @@ class RewardPipeline:
             lex = s.totals["ler_total"]
             general = sum(h.delta for h in s.hits if h.general)
             domain = {h.term for h in s.hits if not h.general}
-            row = {"reward": s.totals["reward_total"], "lexical": lex, "len_cost": s.totals["len_cost_total"],
+            row = {"reward": lex, "total": s.totals["reward_total"], "len_cost": s.totals["len_cost_total"],
                    "hits": [h.as_dict() for h in s.hits if h.delta or details]}
             if details:
                 row["steps"] = [st.as_dict() for st in scorer.score(it["question"], it["answer"], it.get("reference"))]
