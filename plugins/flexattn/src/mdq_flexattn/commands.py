@@ -69,20 +69,20 @@ def demo(scenario: str | None, log_path: str | None, all_steps: bool, gate: str,
       mdq flexattn scenario --ledger /tmp/scenario.sqlite --all-steps
     """
     from rich.console import Console
-    from rich.table import Table
 
-    from mdqcore.model import load_package
     from mdqcore.errors import Rejected
+    from mdqcore.model import load_package
 
-    from .reward import Scorer, totals
+    from .reward import Scorer
     from .steplog import write_log
 
     con = Console(width=140)
     spec_path = Path(scenario) if scenario else _data("scenario.json")
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     question, target, inputs = spec["question"], spec["target"], spec.get("inputs", [])
-    pkg_file = spec_path.parent / spec["package"]
-    pkg = load_package(pkg_file)
+    pkg = load_package(spec_path.parent / spec["package"])
+    log = Path(log_path) if log_path else _default_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
     rt = open_runtime(ledger_url)
     try:
         before = rt.snapshot()
@@ -91,11 +91,8 @@ def demo(scenario: str | None, log_path: str | None, all_steps: bool, gate: str,
         con.print(f"[bold]question[/] {question}")
         steps = Scorer(before, gate=gate).score(question, target)
         con.print(_step_table(steps, f"steps under the active state (gate {gate})", all_steps))
-        log = Path(log_path) if log_path else _default_log()
-        log.parent.mkdir(parents=True, exist_ok=True)
         write_log(log, _header(rt, question, None, gate, "default"), steps)
         con.print(f"step log: {log}  (check it: mdq flexattn replay {log})")
-
         entry = before.get(("package", pkg.name))
         if entry is not None:
             con.print(f"\n[bold]{pkg.name}@{entry['version']} is already active[/] (promoted in an earlier run; "
@@ -109,32 +106,48 @@ def demo(scenario: str | None, log_path: str | None, all_steps: bool, gate: str,
             con.print(f"[red]{exc}[/]")
             _ledger_entries(con, rt, pkg.name)
             sys.exit(1)
-        kt = Table(title=f"KPIs in shadow ({result.kpis['shadow']['inputs']} inputs), active vs staged")
-        for c in ("evaluator", "kpi", "active", "staged", "change"):
-            kt.add_column(c)
-        for ev, vals in result.kpis["shadow"]["evaluators"].items():
-            for k, v in vals.items():
-                kt.add_row(ev, k, f"{v['active']:.4f}", f"{v['staged']:.4f}", f"{v['staged'] - v['active']:+.4f}")
-        con.print(kt)
+        con.print(_kpi_table(result.kpis["shadow"]))
         for k, want in (pkg.kpi.target or {}).items():
             con.print(f"package target {k} = {want}: {_target_note(k, result.kpis['shadow'])}")
-        after_steps = Scorer(rt.snapshot(), gate=gate).score(question, target)
-        a, b = totals(steps), totals(after_steps)
-        rt_ = Table(title="reward on the reference scenario, before vs after promotion")
-        for c in ("total", "before", "after", "change"):
-            rt_.add_column(c)
-        for k in ("reward_total", "ler_total", "len_cost_total"):
-            rt_.add_row(k, f"{a[k]:.4f}", f"{b[k]:.4f}", f"{b[k] - a[k]:+.4f}")
-        for s0, s1 in zip(steps, after_steps):
-            if s0.delta != s1.delta:
-                rt_.add_row(f"step {s1.step} {s1.seg}", f"delta {s0.delta:.4f}", f"delta {s1.delta:.4f}",
-                            f"{s1.delta - s0.delta:+.4f}")
-        con.print(rt_)
-        write_log(log, _header(rt, question, None, gate, "default"), after_steps)
+        after = Scorer(rt.snapshot(), gate=gate).score(question, target)
+        con.print(_reward_table(steps, after))
+        write_log(log, _header(rt, question, None, gate, "default"), after)
         con.print(f"step log rewritten under the promoted state: {log}")
         _ledger_entries(con, rt, pkg.name)
     finally:
         rt.close()
+
+
+def _kpi_table(shadow: dict[str, Any]) -> Any:
+    """Every evaluator's KPIs in shadow, active vs staged."""
+    from rich.table import Table
+
+    kt = Table(title=f"KPIs in shadow ({shadow['inputs']} inputs), active vs staged")
+    for c in ("evaluator", "kpi", "active", "staged", "change"):
+        kt.add_column(c)
+    for ev, vals in shadow["evaluators"].items():
+        for k, v in vals.items():
+            kt.add_row(ev, k, f"{v['active']:.4f}", f"{v['staged']:.4f}", f"{v['staged'] - v['active']:+.4f}")
+    return kt
+
+
+def _reward_table(before: list[Any], after: list[Any]) -> Any:
+    """Reward totals on the reference answer before vs after, and every step whose delta changed."""
+    from rich.table import Table
+
+    from .reward import totals
+
+    a, b = totals(before), totals(after)
+    t = Table(title="reward on the reference scenario, before vs after promotion")
+    for c in ("total", "before", "after", "change"):
+        t.add_column(c)
+    for k in ("reward_total", "ler_total", "len_cost_total"):
+        t.add_row(k, f"{a[k]:.4f}", f"{b[k]:.4f}", f"{b[k] - a[k]:+.4f}")
+    for s0, s1 in zip(before, after):
+        if s0.delta != s1.delta:
+            t.add_row(f"step {s1.step} {s1.seg}", f"delta {s0.delta:.4f}", f"delta {s1.delta:.4f}",
+                      f"{s1.delta - s0.delta:+.4f}")
+    return t
 
 
 def _target_note(kpi: str, shadow: dict[str, Any]) -> str:
