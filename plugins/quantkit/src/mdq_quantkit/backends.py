@@ -20,6 +20,7 @@ from .config import QuantConfig
 from .layerwise import (
     blocks_of, capture, check_model, forward_all, linears_of, quantized_layer, replace, shape_of, weight_of,
 )
+from .qlinear import QuantLinear
 from .quant import rtn
 
 Progress = Callable[[int, int, str], None]
@@ -64,13 +65,15 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
             inputs = forward_all(block, inputs, kwargs) if outputs is None else outputs
     if progress:
         progress(len(blocks), len(blocks), "done")
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            m.kernel_request = "auto"
+            m.choose_kernel()
     model.mdq_quant = {"backend": backend.name, "config": cfg.to_json(), "modules": _names(model)}
     return {"backend": backend.name, "config": cfg.to_json(), "seconds": time.perf_counter() - t0, "layers": stats}
 
 
 def _names(model: nn.Module) -> list[str]:
-    from .qlinear import QuantLinear
-
     return [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]
 
 

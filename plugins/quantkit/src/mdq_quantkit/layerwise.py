@@ -280,9 +280,13 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
 
 
 def quantized_layer(layer: nn.Module, codes: Tensor, scales: Tensor, zeros: Tensor, cfg: QuantConfig) -> QuantLinear:
-    """Build the QuantLinear replacing `layer` (its bias kept)."""
+    """Build the QuantLinear replacing `layer` (its bias kept), on the exact torch path while quantizing.
+
+    The next blocks' calibration inputs go through it, so it computes what the float pipeline
+    would; `quantize_model` switches every layer to its serving path when it is done.
+    """
     bias = getattr(layer, "bias", None)
-    return QuantLinear.from_codes(codes, scales, zeros, cfg, None if bias is None else bias.detach())
+    return QuantLinear.from_codes(codes, scales, zeros, cfg, None if bias is None else bias.detach(), kernel="torch")
 
 
 def forward_all(block: nn.Module, inputs: Sequence[Tensor], kwargs: dict[str, Any]) -> list[Tensor]:

@@ -90,9 +90,17 @@ def load(spec: str | Path) -> tuple[Any, Any]:
         model = load_quantized(p)
     else:
         model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(p) if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file() else None
     model.eval()
-    return model, tok
+    return model, load_tokenizer(p)
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """Return the tokenizer saved in a checkpoint directory, or None if it has none."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    has = (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file()
+    return AutoTokenizer.from_pretrained(p) if has else None
 
 
 def tiny_llama(seed: int = 0, **over: Any) -> Any:
