@@ -51,9 +51,12 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
     t0 = time.perf_counter()
     inputs, kwargs = capture(model, samples) if backend.needs_calibration else ([], {})
     stats: dict[str, Any] = {}
+    stream = getattr(model, "mdq_stream", None)
     for i, block in enumerate(blocks):
         if progress:
             progress(i, len(blocks), f"block {i}")
+        if stream is not None:
+            stream.materialize(model, i)  # only this block's float weights are resident (streaming)
         outputs = None
         if hasattr(backend, "quantize_block_forward"):
             block_stats, outputs = backend.quantize_block_forward(block, inputs, kwargs, cfg)
@@ -65,6 +68,8 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
             inputs = forward_all(block, inputs, kwargs) if outputs is None else outputs
     if progress:
         progress(len(blocks), len(blocks), "done")
+    if stream is not None:
+        del model.mdq_stream
     for m in model.modules():
         if isinstance(m, QuantLinear):
             m.kernel_request = "auto"

@@ -64,6 +64,10 @@ def check_model(model: nn.Module) -> None:
     names = [n for i, b in enumerate(blocks) for n in linears_of(b)]
     if not names:
         raise ValueError("the model's blocks contain no linear layers to quantize")
+    stream = getattr(model, "mdq_stream", None)
+    if stream is not None:
+        stream.check_finite()  # the blocks are not loaded yet: read each tensor once from the file
+        return
     for i, b in enumerate(blocks):
         for n, lin in linears_of(b).items():
             check_finite(lin.weight, f"block {i} {n}")
