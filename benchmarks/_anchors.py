@@ -18,8 +18,10 @@ ANCHORS: dict[str, list[str]] = {
     "gptqmodel": ["torch==2.13.0", "gptqmodel==7.6.0", "optimum>=1.21"],
     "llmcompressor": ["torch==2.13.0", "llmcompressor==0.14.0.1"],
 }
+# OMP_WAIT_POLICY=PASSIVE: on a shared 2-core machine, OpenMP threads that spin while waiting made a
+# 2-thread forward 30x slower than a 1-thread one whenever another process held a core
 ENV = {"GPTQMODEL_CPU_WORKERS": "2", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false",
-       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def anchors_dir() -> Path:

@@ -1,6 +1,6 @@
 """Anchor job in gptqmodel's venv: quantize with gptqmodel's GPTQ, or load a GPTQ checkpoint with it and evaluate.
 
-    python gptqmodel_job.py quantize PROTO MODEL_DIR OUT_DIR BITS GROUP SEED
+    python gptqmodel_job.py quantize PROTO MODEL_DIR OUT_DIR BITS GROUP SEED [desc_act]
     python gptqmodel_job.py eval PROTO CHECKPOINT_DIR
 """
 
@@ -23,7 +23,7 @@ def main() -> None:
     if what == "quantize":
         model_dir, out_dir, bits, group, seed = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
         calib = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in proto["calibration"][seed]]
-        cfg = QuantizeConfig(bits=bits, group_size=group)
+        cfg = QuantizeConfig(bits=bits, group_size=group, **({"desc_act": True} if "desc_act" in sys.argv[8:] else {}))
         model = GPTQModel.load(model_dir, cfg, device="cpu")
         t0 = time.perf_counter()
         model.quantize(calib, batch_size=1)

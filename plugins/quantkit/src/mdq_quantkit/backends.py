@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from .config import QuantConfig
 from .layerwise import (
-    blocks_of, capture, check_model, forward_all, linears_of, quantized_layer, replace, shape_of, weight_of,
+    blocks_of, capture, check_model, forward_all, give_back_memory, linears_of, quantized_layer, replace, shape_of,
+    weight_of,
 )
 from .qlinear import QuantLinear
 from .quant import rtn
@@ -66,6 +67,8 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
             stats[f"{i}.{name}"] = s
         if backend.needs_calibration and i + 1 < len(blocks):
             inputs = forward_all(block, inputs, kwargs) if outputs is None else outputs
+        del outputs
+        give_back_memory()
     if progress:
         progress(len(blocks), len(blocks), "done")
     if stream is not None:

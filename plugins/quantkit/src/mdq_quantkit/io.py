@@ -124,10 +124,9 @@ def load_quantized(path: str | Path) -> nn.Module:
             raise ValueError(f"{p / 'mdq_quant.json'} names layer {name!r}, which this model does not have") from None
         out_f, in_f = _shape(layer)
         replace_module(model, name, QuantLinear(in_f, out_f, cfg, bias=getattr(layer, "bias", None) is not None))
-    from safetensors import safe_open
+    from .st import load_tensors
 
-    with safe_open(str(weights), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in header}
+    state = load_tensors({k: (weights, v) for k, v in header.items()}, list(header))
     for name, src in doc.get("tied", {}).items():
         if src not in state:
             raise ValueError(f"{weights}: tied tensor {name!r} points at {src!r}, which the file lacks")
@@ -153,7 +152,7 @@ def load_quantized(path: str | Path) -> nn.Module:
                 raise ValueError(f"{weights}: {name}.{k} has shape {tuple(v.shape)}, the {cfg.bits}-bit layer needs "
                                  f"{tuple(want[k].shape) if k in want else 'no such tensor'}")
         q.load_state_dict({k: (v.to(want[k].dtype) if v.is_floating_point() else v) for k, v in sub.items()}, strict=True)
-        q.choose_kernel()
+        q.choose_kernel(build=True)
     model = finish(model, weights)
     model.mdq_quant = {k: doc[k] for k in ("backend", "config", "modules")}
     return model

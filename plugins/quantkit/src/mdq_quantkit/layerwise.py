@@ -283,6 +283,29 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     return outputs  # type: ignore[return-value]  # every thread finished without error, so all are set
 
 
+def give_back_memory() -> None:
+    """Return freed heap memory to the OS (glibc's malloc_trim), so a block's temporaries do not raise the peak of the next.
+
+    A block's float weights and activations are freed after it is quantized, but glibc keeps the
+    freed pages (per thread arena) and the process's resident size only grows; trimming after
+    each block keeps the peak at one block's worth. A no-op where the C library has no malloc_trim.
+    """
+    import ctypes
+    import ctypes.util
+
+    global _TRIM
+    if _TRIM is None:
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
+
+
 def quantized_layer(layer: nn.Module, codes: Tensor, scales: Tensor, zeros: Tensor, cfg: QuantConfig) -> QuantLinear:
     """Build the QuantLinear replacing `layer` (its bias kept), on the exact torch path while quantizing.
 

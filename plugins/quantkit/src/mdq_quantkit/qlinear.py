@@ -3,8 +3,9 @@
 (a) torch: dequantize once (kept as a float tensor while the layer lives), then matmul; the
 readable reference path and the test oracle, any device and bit width. (b) int4: 4-bit layers
 on CPU stay packed and run through torch's int4 CPU kernel (`cpukernel.py`); once the kernel's
-packed form exists, the bit-stream `qweight` is released and rebuilt exactly only when it is
-asked for (saving, `codes()`), so the layer holds one packed copy. (c) triton: a fused
+packed form exists (built when a loader chooses the path, or at the first call), the bit-stream
+`qweight` is released and rebuilt exactly only when it is asked for (saving, `codes()`), so the
+layer holds one packed copy. (c) triton: a fused
 dequant-matmul kernel for 3- and 4-bit weights on a CUDA device (or under TRITON_INTERPRET=1
 for tests).
 
@@ -66,11 +67,15 @@ class QuantLinear(nn.Module):
             m.bias.copy_(bias.detach().float())
         if in_perm is not None:
             m.in_perm = in_perm.to(torch.int64).cpu()
-        m.choose_kernel()
+        m.choose_kernel(build=True)
         return m
 
-    def choose_kernel(self) -> str:
-        """Pick the compute path once: triton on CUDA, the int4 kernel for 4-bit on CPU, else torch."""
+    def choose_kernel(self, build: bool = False) -> str:
+        """Pick the compute path once: triton on CUDA, the int4 kernel for 4-bit on CPU, else torch.
+
+        With `build`, the int4 path's packed form is made now (a loaded model then holds its
+        serving form from the start); otherwise at the first call.
+        """
         from . import cpukernel
         from .kernels import triton_usable
 
@@ -92,7 +97,16 @@ class QuantLinear(nn.Module):
         if want != "int4" and self._released:
             self._restore()
         self.kernel = want
+        if want == "int4" and self._int4 is None and build:
+            self._pack_int4()
         return want
+
+    def _pack_int4(self) -> None:
+        """Build the int4 kernel's packed form and release the bit stream (one packed copy, not two)."""
+        from .cpukernel import Int4Pack
+
+        self._int4 = Int4Pack(self.codes(), self.scales, self.zeros, self.cfg.group(self.in_features))
+        self.qweight, self._released = torch.zeros(0, dtype=torch.int32), True
 
     def _restore(self) -> None:
         """Rebuild the bit-stream qweight from the int4 packed form."""
@@ -161,11 +175,8 @@ class QuantLinear(nn.Module):
             return nn.functional.linear(x, self._weight, self.bias)
         flat = x.reshape(-1, self.in_features)
         if self.kernel == "int4":
-            if self._int4 is None:
-                from .cpukernel import Int4Pack
-
-                self._int4 = Int4Pack(self.codes(), self.scales, self.zeros, self.cfg.group(self.in_features))
-                self.qweight, self._released = torch.zeros(0, dtype=torch.int32), True  # one packed copy, not two
+            if self._int4 is None:  # new weights were loaded since the path was chosen
+                self._pack_int4()
             y = self._int4.matmul(flat)
         else:
             from .kernels import dequant_matmul
