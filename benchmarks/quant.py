@@ -153,7 +153,7 @@ def main() -> None:
                 continue
             row["file_MB"] = size_mb(ckpt)
             ev = run_job(*evaluator, ["eval", str(proto_path), str(ckpt)], logs / f"{slug}-eval.log")
-            if who == "mdq" and bits == 4:  # the exact torch path beside the int4 kernel's
+            if who == "mdq" and bits == 4 and d == 0:  # the exact torch path beside the int4 kernel's
                 ex = run_job(me, "mdq_job.py", ["eval", str(proto_path), str(ckpt), "torch"], logs / f"{slug}-exact.log")
                 row["ppl_exact"] = ex.get("ppl")
         row.update({("eval_" + k if k in ("wall_s", "error", "peak_rss_mb") else k): v for k, v in ev.items()})
