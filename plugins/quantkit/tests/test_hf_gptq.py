@@ -78,17 +78,18 @@ def test_layout_matches_the_format_definition_and_round_trips(tmp_path, bits, gr
     assert torch.allclose(back(X).logits, m(X).logits, atol=5e-3)
 
 
-def test_zero_convention_v1_unless_a_zero_is_zero(tmp_path):
+def test_zero_convention_v1_for_symmetric_v2_for_asymmetric(tmp_path):
+    for sym, fmt in ((True, "gptq"), (False, "gptq_v2")):
+        out = save_gptq(_quantized(4, 32, sym), tmp_path / str(sym))
+        assert json.loads((out / "config.json").read_text())["quantization_config"]["checkpoint_format"] == fmt
     m = _quantized(4, 32)
     q = m.get_submodule(m.mdq_quant["modules"][0])
-    q.zeros.clamp_(min=1)
+    q.zeros[0, 0] = 0  # v1 stores z - 1: a zero of 0 cannot be written
+    with pytest.raises(ValueError, match="cannot be stored as gptq; write gptq_v2"):
+        save_gptq(m, tmp_path / "v1", checkpoint_format="gptq")
     for name in m.mdq_quant["modules"]:
         m.get_submodule(name).zeros.clamp_(min=1)
-    assert json.loads((save_gptq(m, tmp_path / "a") / "config.json").read_text())["quantization_config"][
-        "checkpoint_format"] == "gptq"
-    q.zeros[0, 0] = 0  # v1 stores z - 1: a zero of 0 cannot be written
-    out = save_gptq(m, tmp_path / "b")
-    assert json.loads((out / "config.json").read_text())["quantization_config"]["checkpoint_format"] == "gptq_v2"
+    out = save_gptq(m, tmp_path / "v1", checkpoint_format="gptq")  # asymmetric v1 where it can hold the zeros
     assert torch.equal(load_gptq(out).get_submodule(m.mdq_quant["modules"][0]).dequantized(), q.dequantized())
 
 
@@ -101,7 +102,7 @@ def test_act_order_g_idx_is_written_and_read(tmp_path):
     assert json.loads((out / "config.json").read_text())["quantization_config"]["desc_act"] is True
     t = load_file(out / "model.safetensors")
     assert not torch.equal(t[f"{name}.g_idx"].long(), torch.arange(q.in_features) // 32)
-    assert torch.equal(_reference_dequant(t, name, 4, True), q.dequantized())
+    assert torch.equal(_reference_dequant(t, name, 4, v1=False), q.dequantized())  # asymmetric: v2
     assert torch.equal(load_gptq(out).get_submodule(name).dequantized(), q.dequantized())
 
 
@@ -130,8 +131,8 @@ def test_zero_convention_contradicting_the_data_is_detected(tmp_path):
     m = _quantized(4, 32)
     for name in m.mdq_quant["modules"]:
         m.get_submodule(name).zeros.clamp_(min=1)
-    out = save_gptq(m, tmp_path / "a")  # asymmetric, v1
-    _edit_config(out, checkpoint_format="gptq_v2")
+    out = save_gptq(m, tmp_path / "a")  # asymmetric: v2
+    _edit_config(out, checkpoint_format="gptq")
     with pytest.raises(ValueError, match="contradicts its config"):
         load_gptq(out)
 

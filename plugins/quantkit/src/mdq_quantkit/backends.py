@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from .config import QuantConfig
 from .layerwise import (
-    blocks_of, capture, check_model, forward_all, give_back_memory, linears_of, quantized_layer, replace, shape_of,
-    weight_of,
+    blocks_of, bounded_heap, capture, check_model, forward_all, give_back_memory, linears_of, quantized_layer,
+    replace, shape_of, weight_of,
 )
 from .qlinear import QuantLinear
 from .quant import rtn
@@ -49,6 +49,7 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
             cfg.group(shape_of(lin)[1])  # a group larger than a layer is refused before any work
     if backend.needs_calibration and not samples:
         raise ValueError(f"backend {backend.name!r} needs calibration samples")
+    bounded_heap()
     t0 = time.perf_counter()
     inputs, kwargs = capture(model, samples) if backend.needs_calibration else ([], {})
     stats: dict[str, Any] = {}

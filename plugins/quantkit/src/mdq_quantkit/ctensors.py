@@ -127,6 +127,7 @@ def load_ct(path: str | Path) -> nn.Module:
     from compressed_tensors.utils import match_named_modules
     from transformers import AutoConfig
 
+    from .layerwise import give_back_memory
     from .skeleton import empty_model, finish, replace_module, set_tensor
     from .st import checkpoint_tensors, load_tensors
 
@@ -174,6 +175,7 @@ def load_ct(path: str | Path) -> nn.Module:
     for name, v in load_tensors(index, rest).items():
         set_tensor(model, name, v)
     model = finish(model, p)
+    give_back_memory()
     first = next(iter(plan.values()))[0]
     model.mdq_quant = {"backend": "compressed-tensors-checkpoint", "config": first.to_json(), "modules": list(layers)}
     return model

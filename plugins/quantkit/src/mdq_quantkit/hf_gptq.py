@@ -14,7 +14,7 @@ Per quantized linear layer `L` (W of shape (out, in), b bits, G = ceil(in / grou
 W[o, k] = scales[g, o] * (q[o, k] - z[g, o]) with g = g_idx[k]. The zero-point convention is
 the trap: `checkpoint_format: "gptq"` (v1, AutoGPTQ's) stores z - 1 in qzeros (so a zero of 0
 cannot be stored), `"gptq_v2"` stores z itself. We always write `checkpoint_format` in
-`quantization_config`, choose v1 unless some zero is 0, and on import check the declared
+`quantization_config`, choose v1 for symmetric and v2 for asymmetric checkpoints, and on import check the declared
 convention against the data: for symmetric checkpoints z must be exactly 2^(b-1); for
 asymmetric ones at up to 4 bits, weights are centred on their zero point, so the mean of q - z
 over a layer is near 0 under the right convention and near +-1 under the wrong one (at 8 bits a
@@ -122,7 +122,9 @@ def save_gptq(model: nn.Module, out_dir: str | Path, tokenizer: Any = None, chec
     cfg = QuantConfig.from_json(meta["config"])
     layers = {n: model.get_submodule(n) for n in meta["modules"]}
     if checkpoint_format == "auto":
-        checkpoint_format = "gptq" if all(int(q.zeros.min()) >= 1 for q in layers.values()) else "gptq_v2"
+        # v1 for symmetric checkpoints (every reader takes it); v2 for asymmetric ones, where v1's
+        # "zero - 1" is the known trap (gptqmodel refuses asymmetric v1 it did not write itself)
+        checkpoint_format = "gptq" if cfg.sym else "gptq_v2"
     if checkpoint_format not in FORMATS:
         raise ValueError(f"checkpoint_format must be 'auto' or one of {FORMATS}, got {checkpoint_format!r}")
     desc_act = any(q.in_perm.numel() and not torch.equal(q.in_perm, torch.arange(q.in_features)) for q in layers.values())
@@ -216,6 +218,7 @@ def load_gptq(path: str | Path) -> nn.Module:
     """Load a GPTQ checkpoint directory (v1 or v2 zeros, with or without act-order) as an mdq model."""
     from transformers import AutoConfig
 
+    from .layerwise import give_back_memory
     from .skeleton import empty_model, finish, replace_module, set_tensor
     from .st import checkpoint_tensors, load_tensors
 
@@ -245,17 +248,20 @@ def load_gptq(path: str | Path) -> nn.Module:
                              f"{spec.bits} bits needs {[in_f * spec.bits // 32, out_f]}")
         shapes[name] = (out_f, in_f, layer.bias is not None)
     layers = {}
-    for name, (out_f, in_f, has_bias) in shapes.items():  # every layer checked before the model is assembled
+    for name, (out_f, in_f, has_bias) in shapes.items():  # one layer unpacked at a time: only packed ones are kept
         keys = [f"{name}.{k}" for k in ("qweight", "qzeros", "scales", "g_idx", "bias") if f"{name}.{k}" in index]
         t = {k.rsplit(".", 1)[1]: v for k, v in load_tensors(index, keys).items()}
         where = f"{index[f'{name}.qweight'][0].name}: {name}"
-        layers[name] = (unpack_layer(t, spec, out_f, in_f, where), t.get("bias") if has_bias else None, in_f)
-    for name, (u, bias, in_f) in layers.items():
-        replace_module(model, name, to_quantlinear(u, spec, bias, in_f))
+        layers[name] = to_quantlinear(unpack_layer(t, spec, out_f, in_f, where), spec,
+                                      t.get("bias") if has_bias else None, in_f)
+        del t
+    for name, q in layers.items():  # every layer passed its checks: only now is the model assembled
+        replace_module(model, name, q)
     rest = [n for n in index if not n.startswith(tuple(f"{q}." for q in prefixes))]
     for name, v in load_tensors(index, rest).items():
         set_tensor(model, name, v)
     model = finish(model, p)
+    give_back_memory()
     model.mdq_quant = {"backend": "gptq-checkpoint", "config": QuantConfig(spec.bits, spec.group_size, spec.sym).to_json(),
                        "modules": prefixes, "source_format": spec.checkpoint_format}
     return model

@@ -103,6 +103,7 @@ def load_quantized(path: str | Path) -> nn.Module:
     """Load a directory written by `save_quantized` (float32 compute, packed weights kept packed)."""
     from transformers import AutoConfig
 
+    from .layerwise import give_back_memory
     from .skeleton import empty_model, finish, replace_module, set_tensor
     from .st import read_header
 
@@ -153,7 +154,9 @@ def load_quantized(path: str | Path) -> nn.Module:
                                  f"{tuple(want[k].shape) if k in want else 'no such tensor'}")
         q.load_state_dict({k: (v.to(want[k].dtype) if v.is_floating_point() else v) for k, v in sub.items()}, strict=True)
         q.choose_kernel(build=True)
+    del state
     model = finish(model, weights)
+    give_back_memory()
     model.mdq_quant = {k: doc[k] for k in ("backend", "config", "modules")}
     return model
 

@@ -288,20 +288,41 @@ def give_back_memory() -> None:
     """Return freed heap memory to the OS (glibc's malloc_trim), so a block's temporaries do not raise the peak of the next.
 
     A block's float weights and activations are freed after it is quantized, but glibc keeps the
-    freed pages (per thread arena) and the process's resident size only grows; trimming after
-    each block keeps the peak at one block's worth. A no-op where the C library has no malloc_trim.
+    freed pages and the process's resident size only grows; trimming after each block keeps the
+    peak at one block's worth. A no-op where the C library has no malloc_trim.
     """
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def bounded_heap() -> None:
+    """Ask glibc to hand large blocks straight back to the OS and to keep few per-thread arenas.
+
+    The inline GPTQ pass runs every calibration sample in its own thread; with glibc's defaults
+    (up to 8 arenas per core, a mmap threshold that rises to 32 MB after the first large free)
+    each thread's freed attention scores and MLP activations stayed in its arena, and the peak
+    resident size of quantizing SmolLM2-135M was 2.2 GB instead of 1.2 GB. Process-wide and
+    irreversible (a quantization process is what calls it); a no-op without glibc.
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: blocks over 1 MiB are mapped and unmapped on free
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+
+
+def _libc() -> Any:
     import ctypes
     import ctypes.util
 
     global _TRIM
     if _TRIM is None:
         try:
-            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _TRIM = lib if hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else False
+        except OSError:
             _TRIM = False
-    if _TRIM:
-        _TRIM(0)
+    return _TRIM or None
 
 
 _TRIM: Any = None
