@@ -83,3 +83,23 @@ def test_mismatched_shapes_are_named(tmp_path):
     save_file(t, out / "model.safetensors")
     with pytest.raises(ValueError, match=rf"model.safetensors: {name}.weight_scale has shape \[63, 2\]"):
         load_ct(out)
+
+
+def test_act_order_g_idx_is_read(tmp_path):
+    from compressed_tensors.compressors.pack_quantized import pack_to_int32
+
+    m = _quantized(4, 32)
+    out = save_ct(m, tmp_path / "ct")
+    t = load_file(out / "model.safetensors")
+    name = "model.layers.0.mlp.gate_proj"
+    q = m.get_submodule(name)
+    perm = torch.randperm(q.in_features, generator=torch.Generator().manual_seed(2))  # stored column j = feature perm[j]
+    feat = torch.empty_like(q.codes())
+    feat[:, perm] = q.codes()
+    gidx = torch.empty(q.in_features, dtype=torch.int32)
+    gidx[perm] = (torch.arange(q.in_features) // 32).int()
+    t[f"{name}.weight_packed"] = pack_to_int32((feat - 8).to(torch.int8), 4)
+    t[f"{name}.weight_g_idx"] = gidx
+    save_file(t, out / "model.safetensors")
+    want = q.dequantized()[:, torch.argsort(perm)]  # the same codes, read through the permutation
+    assert torch.equal(load_ct(out).get_submodule(name).dequantized(), want)

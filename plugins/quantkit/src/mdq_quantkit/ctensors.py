@@ -127,6 +127,7 @@ def load_ct(path: str | Path) -> nn.Module:
     from compressed_tensors.utils import match_named_modules
     from transformers import AutoConfig
 
+    from .hf_gptq import group_order
     from .layerwise import give_back_memory
     from .skeleton import empty_model, finish, replace_module, set_tensor
     from .st import checkpoint_tensors, load_tensors
@@ -167,11 +168,19 @@ def load_ct(path: str | Path) -> nn.Module:
         zeros = (unpack_from_int32(t["weight_zero_point"], b, torch.Size([out_f, G]), packed_dim=0).long() + half
                  if not cfg.sym else torch.full((out_f, G), half))
         scales = t["weight_scale"]
+        perm = None
+        if f"{name}.weight_g_idx" in index:  # activation order: columns of one group are spread over the row
+            gidx = load_tensors(index, [f"{name}.weight_g_idx"])[f"{name}.weight_g_idx"].long()
+            if tuple(gidx.shape) != (in_f,) or int(gidx.min()) < 0 or int(gidx.max()) >= G:
+                raise ValueError(f"{index[f'{name}.weight_g_idx'][0].name}: {name}.weight_g_idx must hold {in_f} groups "
+                                 f"in [0, {G})")
+            perm = group_order(gidx, cfg.group(in_f))
+            codes = codes if perm is None else codes[:, perm]
         layers[name] = QuantLinear.from_codes(codes, scales, zeros, cfg, t.get("bias") if has_bias else None,
-                                              scale_dtype=scales.dtype)
+                                              in_perm=perm, scale_dtype=scales.dtype)
     for name, q in layers.items():
         replace_module(model, name, q)
-    rest = [n for n in index if n.rpartition(".")[0] not in layers]
+    rest = [n for n in index if n.rpartition(".")[0] not in layers]  # weight_g_idx included: read above
     for name, v in load_tensors(index, rest).items():
         set_tensor(model, name, v)
     model = finish(model, p)

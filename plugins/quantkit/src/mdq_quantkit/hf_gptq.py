@@ -198,20 +198,24 @@ def _check_zero_convention(codes: Tensor, zeros: Tensor, gidx: Tensor, spec: GPT
                          f"config; fix checkpoint_format in config.json")
 
 
+def group_order(gidx: Tensor, g: int) -> Tensor | None:
+    """Return the column order that makes act-order groups contiguous (None if they already are)."""
+    in_f = gidx.numel()
+    if torch.equal(gidx, torch.arange(in_f) // g):
+        return None
+    perm = torch.argsort(gidx, stable=True)  # stored column j = input feature perm[j]
+    if not torch.equal(gidx[perm], torch.arange(in_f) // g):
+        raise ValueError(f"g_idx puts {torch.bincount(gidx).tolist()} columns in the groups; mdq needs {g} per "
+                         f"group (the last may be short)")
+    return perm
+
+
 def to_quantlinear(u: dict[str, Tensor], spec: GPTQSpec, bias: Tensor | None, in_f: int) -> QuantLinear:
     """Build a QuantLinear from an unpacked GPTQ layer (act-order columns gathered into group order)."""
-    g = in_f if spec.group_size == -1 else spec.group_size
     cfg = QuantConfig(spec.bits, spec.group_size, spec.sym)
-    gidx = u["g_idx"]
-    perm = None
-    if not torch.equal(gidx, torch.arange(in_f) // g):
-        perm = torch.argsort(gidx, stable=True)  # stored column j = input feature perm[j]
-        if not torch.equal(gidx[perm], torch.arange(in_f) // g):
-            raise ValueError(f"g_idx puts {torch.bincount(gidx).tolist()} columns in the groups; mdq needs {g} per "
-                             f"group (the last may be short)")
+    perm = group_order(u["g_idx"], in_f if spec.group_size == -1 else spec.group_size)
     codes = u["codes"] if perm is None else u["codes"][:, perm]
-    return QuantLinear.from_codes(codes, u["scales"], u["zeros"], cfg, bias, in_perm=perm,
-                                  scale_dtype=u["scales"].dtype if u["scales"].dtype != torch.float32 else torch.float16)
+    return QuantLinear.from_codes(codes, u["scales"], u["zeros"], cfg, bias, in_perm=perm, scale_dtype=u["scales"].dtype)
 
 
 def load_gptq(path: str | Path) -> nn.Module:
