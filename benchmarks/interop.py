@@ -2,8 +2,8 @@
 
     python benchmarks/interop.py [--force]
 
-Writers: mdq (GPTQ w4g128 and w4g64 exported in the GPTQ layout, v1 and v2 zeros, and w4g64 as
-compressed-tensors), gptqmodel (GPTQ w4g128 as it saves by default, and with act-order
+Writers: mdq (GPTQ w4g128 and w4g64, asymmetric, exported in the GPTQ layout with v2 zeros; GPTQ
+w4g128 symmetric written directly as GPTQ with v1 zeros; w4g64 as compressed-tensors), gptqmodel (GPTQ w4g128 as it saves by default, and with act-order
 `desc_act=True`), llm-compressor (GPTQ and AWQ w4g64, compressed-tensors). Loaders: mdq's
 (`mdq_quantkit.models.load_any`, 4-bit layers on the int4 CPU kernel, and its exact torch
 path), gptqmodel's `GPTQModel.load` (torch backend, CPU), and transformers + compressed-tensors
@@ -72,10 +72,13 @@ def main() -> None:
     ours128 = ensure(proto, "mdq gptq w4g128", ck / "mdq-gptq-w4g128-draw-0", mdq_job("w4g128"))
     ours64 = ensure(proto, "mdq gptq w4g64", ck / "mdq-gptq-w4g64-draw-0", mdq_job("w4g64"))
     ix = wd / "interop"
+    sym128 = ensure(proto, "mdq gptq w4g128 sym", ix / "mdq-gptq-w4g128-sym", (
+        me, "mdq_job.py", ["quantize", str(proto), str(ix / "mdq-gptq-w4g128-sym"), "gptq", "4", "128", "0", "gptq",
+                           "sym"]))
     writers: dict[str, tuple[Path, str]] = {
-        "mdq gptq w4g128 -> GPTQ v1": (export(ours128, ix / "mdq-w4g128-gptq-v1", "gptq", "gptq"), "mdq"),
+        "mdq gptq w4g128 sym -> GPTQ v1": (sym128, "mdq"),
         "mdq gptq w4g128 -> GPTQ v2": (export(ours128, ix / "mdq-w4g128-gptq-v2", "gptq", "gptq_v2"), "mdq"),
-        "mdq gptq w4g64 -> GPTQ": (export(ours64, ix / "mdq-w4g64-gptq", "gptq"), "mdq"),
+        "mdq gptq w4g64 -> GPTQ v2": (export(ours64, ix / "mdq-w4g64-gptq", "gptq"), "mdq"),
         "mdq gptq w4g64 -> compressed-tensors": (export(ours64, ix / "mdq-w4g64-ct", "ct"), "mdq"),
         "gptqmodel gptq w4g128": (ensure(proto, "gptqmodel", ck / "gptqmodel-gptq-w4g128-draw-0", (
             gm, "gptqmodel_job.py", ["quantize", str(proto), model_dir, str(ck / "gptqmodel-gptq-w4g128-draw-0"),

@@ -1,6 +1,6 @@
 """mdq's side of the quantization benchmark, one job per process (so peak RSS is the job's own).
 
-    python mdq_job.py quantize PROTO OUT_DIR rtn|gptq|awq BITS GROUP SEED FORMAT
+    python mdq_job.py quantize PROTO OUT_DIR rtn|gptq|awq BITS GROUP SEED FORMAT [sym]
     python mdq_job.py eval PROTO CHECKPOINT_DIR [torch]      (a float or quantized checkpoint, any format)
 
 Quantization streams the float checkpoint block by block, as `mdq quantize` does; evaluation
@@ -36,7 +36,8 @@ def main() -> None:
         samples = [torch.tensor([w]) for w in proto["calibration"][seed]]
         algo = {"rtn": RTN, "gptq": GPTQ, "awq": AWQ}[method]()
         t0 = time.perf_counter()
-        quantize_model(model, QuantConfig(bits, group), algo, samples if algo.needs_calibration else [])
+        sym = "sym" in sys.argv[9:]
+        quantize_model(model, QuantConfig(bits, group, sym), algo, samples if algo.needs_calibration else [])
         quant_s = time.perf_counter() - t0
         save(model, out, tok, fmt)
         emit({"quant_s": quant_s, "peak_rss_mb": peak_rss_mb()})
