@@ -47,14 +47,51 @@ def decode_tps(model: Any, prompt: list[int], new: int) -> float:
     return (out.shape[1] - x.shape[1]) / (time.perf_counter() - t0)
 
 
-def evaluate(load: Any, proto: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
-    """Load a model with `load()`, then measure loaded RSS, perplexity and decode tokens/s into `out`."""
+def trim() -> None:
+    """Return freed heap to the OS (glibc), so RSS shows what is held, not what was once allocated."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def model_bytes(model: Any) -> int:
+    """Return the bytes of every distinct tensor the model holds (parameters, buffers, mdq's int4 packs)."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        st = t.untyped_storage()
+        if t.device.type != "meta" and st.data_ptr() not in seen:
+            seen.add(st.data_ptr())
+            total += st.nbytes()
+    for m in model.modules():
+        pack = getattr(m, "_int4", None)
+        if pack is not None:
+            total += pack.nbytes()
+    return total
+
+
+def evaluate(load: Any, proto: dict[str, Any], out: dict[str, Any], preimport: Any = None) -> dict[str, Any]:
+    """Load a model with `load()`, then measure its memory, perplexity and decode tokens/s into `out`.
+
+    Memory: `model_mb` counts the model's tensors; `loaded_rss_mb` is the process's resident size
+    after loading, one 8-token forward (so memory-mapped weights are paged in) and a heap trim,
+    minus the size before loading with the loader's modules already imported (`preimport`).
+    """
     torch.manual_seed(0)
+    if preimport is not None:
+        preimport()
+    trim()
     before = rss_mb()
     model = load()
     model.eval()
+    with torch.no_grad():
+        model(torch.tensor([proto["eval"][:8]]), use_cache=False)
+    trim()
     out["loaded_rss_mb"] = rss_mb() - before
     out["rss_after_load_mb"] = rss_mb()
+    out["model_mb"] = model_bytes(model) / 2**20
     t0 = time.perf_counter()
     res = perplexity(model, torch.tensor(proto["eval"]), seqlen=proto["seqlen"], tokens=proto["tokens"])
     out.update(ppl=res["ppl"], eval_s=time.perf_counter() - t0)

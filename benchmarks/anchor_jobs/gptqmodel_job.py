@@ -32,7 +32,10 @@ def main() -> None:
         emit({"quant_s": quant_s, "peak_rss_mb": peak_rss_mb(), "config": cfg.to_dict() if hasattr(cfg, "to_dict") else str(cfg)})
     else:
         path = sys.argv[3]
-        emit(evaluate(lambda: GPTQModel.load(path, device="cpu", backend=BACKEND.TORCH).model, proto, {}))
+        def preimport() -> None:
+            import transformers.models.llama.modeling_llama  # noqa: F401
+
+        emit(evaluate(lambda: GPTQModel.load(path, device="cpu", backend=BACKEND.TORCH).model, proto, {}, preimport))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ def main() -> None:
         emit({"quant_s": quant_s, "peak_rss_mb": peak_rss_mb()})
     else:
         path = sys.argv[3]
-        emit(evaluate(lambda: AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), proto, {}))
+        def preimport() -> None:
+            import compressed_tensors  # noqa: F401
+            import transformers.models.llama.modeling_llama  # noqa: F401
+
+        emit(evaluate(lambda: AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), proto, {}, preimport))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,13 @@ def main() -> None:
             res["kernels"] = sorted({q.kernel for q in m.modules() if hasattr(q, "kernel_request")})
             return m
 
-        emit(evaluate(load, proto, res))
+        def preimport() -> None:
+            import transformers.models.llama.modeling_llama  # noqa: F401
+            from transformers import AutoModelForCausalLM  # noqa: F401
+
+            from mdq_quantkit import cpukernel, ctensors, hf_gptq, io, skeleton  # noqa: F401
+
+        emit(evaluate(load, proto, res, preimport))
 
 
 if __name__ == "__main__":
