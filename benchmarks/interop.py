@@ -120,7 +120,7 @@ def _write(path: Path, cells: dict[str, dict[str, Any]], proto: dict[str, Any], 
     rows = []
     for c in cells.values():
         own = next((o for o in cells.values() if o["writer"] == c["writer"] and o["loader"] == c["native_loader"]), None)
-        r = {k: c.get(k) for k in ("writer", "loader", "ppl", "loaded_rss_mb", "decode_tok_s", "error")}
+        r = {k: c.get(k) for k in ("writer", "loader", "ppl", "model_mb", "loaded_rss_mb", "decode_tok_s", "error")}
         if own and own.get("ppl") and c.get("ppl"):
             r["vs_writer_loader"] = c["ppl"] / own["ppl"] - 1
             r["within_0.5%"] = abs(r["vs_writer_loader"]) <= TOLERANCE
@@ -134,7 +134,8 @@ def _write(path: Path, cells: dict[str, dict[str, Any]], proto: dict[str, Any], 
         path.write_text(json.dumps({"benchmark": "interop", "machine": machine(), "rows": rows, **extra}, indent=2) + "\n")
         return
     report("interop", "Interop: writer x loader -> perplexity (same tokens, same function)",
-           ["writer", "loader", "ppl", "vs_writer_loader", "within_0.5%", "loaded_rss_mb", "decode_tok_s", "error"],
+           ["writer", "loader", "ppl", "vs_writer_loader", "within_0.5%", "model_mb", "loaded_rss_mb", "decode_tok_s",
+            "error"],
            rows, extra)
 
 

@@ -205,6 +205,7 @@ def summarize(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "quant_s": statistics.mean(qs) if qs else None,
                 "quant_peak_rss_mb": max((r.get("quant_peak_rss_mb") or 0) for r in rs) or None,
                 "file_MB": rs[0].get("file_MB"), "loaded_rss_mb": statistics.mean(r["loaded_rss_mb"] for r in rs),
+                "model_mb": statistics.mean(r.get("model_mb") or 0 for r in rs) or None,
                 "decode_tok_s": statistics.mean(tps) if tps else None,
                 "unlocked_quant_s": statistics.mean([r["quant_s"] for r in rs if r.get("quant_s") is not None]
                                                     or [0]) or None}
@@ -257,7 +258,8 @@ def _write(path: Path, rows: dict[str, dict[str, Any]], a: argparse.Namespace, p
            f"{proto['tokens']} eval tokens", ["who", "method", "config", "n", "ppl", "ppl_sd", "ppl_exact",
                                                "best_anchor_ppl", "quant_s", "unlocked_quant_s",
                                                "time_vs_fastest_anchor",
-                                               "quant_peak_rss_mb", "peak_vs_anchors", "file_MB", "loaded_rss_mb",
+                                               "quant_peak_rss_mb", "peak_vs_anchors", "file_MB", "model_mb",
+                                               "loaded_rss_mb",
                                                "decode_tok_s"], extra["summary"],
            {"jobs": payload_rows, **{k: v for k, v in extra.items() if k != "summary"}})
 
