@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def main() -> None:
     """Build the writer x loader matrix and write results/interop.json."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="re-evaluate cells already in the results file")
+    ap.add_argument("--writers", default="", help="only writers matching this regex")
     a = ap.parse_args()
     wd = work_dir()
     proto = wd / "protocol-32x512-8192.json"
@@ -69,36 +71,44 @@ def main() -> None:
         bits, group = conf[1:].split("g")
         return me, "mdq_job.py", ["quantize", str(proto), str(ck / f"mdq-gptq-{conf}-draw-0"), "gptq", bits, group, "0", "mdq"]
 
-    ours128 = ensure(proto, "mdq gptq w4g128", ck / "mdq-gptq-w4g128-draw-0", mdq_job("w4g128"))
-    ours64 = ensure(proto, "mdq gptq w4g64", ck / "mdq-gptq-w4g64-draw-0", mdq_job("w4g64"))
     ix = wd / "interop"
-    sym128 = ensure(proto, "mdq gptq w4g128 sym", ix / "mdq-gptq-w4g128-sym", (
-        me, "mdq_job.py", ["quantize", str(proto), str(ix / "mdq-gptq-w4g128-sym"), "gptq", "4", "128", "0", "gptq",
-                           "sym"]))
-    writers: dict[str, tuple[Path, str]] = {
-        "mdq gptq w4g128 sym -> GPTQ v1": (sym128, "mdq"),
-        "mdq gptq w4g128 -> GPTQ v2": (export(ours128, ix / "mdq-w4g128-gptq-v2", "gptq", "gptq_v2"), "mdq"),
-        "mdq gptq w4g64 -> GPTQ v2": (export(ours64, ix / "mdq-w4g64-gptq", "gptq"), "mdq"),
-        "mdq gptq w4g64 -> compressed-tensors": (export(ours64, ix / "mdq-w4g64-ct", "ct"), "mdq"),
-        "gptqmodel gptq w4g128": (ensure(proto, "gptqmodel", ck / "gptqmodel-gptq-w4g128-draw-0", (
-            gm, "gptqmodel_job.py", ["quantize", str(proto), model_dir, str(ck / "gptqmodel-gptq-w4g128-draw-0"),
-                                     "4", "128", "0"])), "gptqmodel"),
-        "gptqmodel gptq w4g128 desc_act": (ensure(proto, "gptqmodel desc_act", ix / "gptqmodel-w4g128-descact", (
-            gm, "gptqmodel_job.py", ["quantize", str(proto), model_dir, str(ix / "gptqmodel-w4g128-descact"),
-                                     "4", "128", "0", "desc_act"])), "gptqmodel"),
-        "llm-compressor gptq w4g64": (ensure(proto, "llmc gptq", ck / "llmc-gptq-w4g64-draw-0", (
-            lc, "llmc_job.py", ["quantize", str(proto), model_dir, str(ck / "llmc-gptq-w4g64-draw-0"), "gptq", "4",
-                                "64", "0"])), "llm-compressor"),
-        "llm-compressor awq w4g64": (ensure(proto, "llmc awq", ck / "llmc-awq-w4g64-draw-0", (
-            lc, "llmc_job.py", ["quantize", str(proto), model_dir, str(ck / "llmc-awq-w4g64-draw-0"), "awq", "4",
-                                "64", "0"])), "llm-compressor"),
+    ours = {c: ck / f"mdq-gptq-{c}-draw-0" for c in ("w4g128", "w4g64")}
+
+    def gm_job(out: Path, *extra: str) -> tuple[str, str, list[str]]:
+        return gm, "gptqmodel_job.py", ["quantize", str(proto), model_dir, str(out), "4", "128", "0", *extra]
+
+    def lc_job(out: Path, method: str) -> tuple[str, str, list[str]]:
+        return lc, "llmc_job.py", ["quantize", str(proto), model_dir, str(out), method, "4", "64", "0"]
+
+    sym = ix / "mdq-gptq-w4g128-sym"
+    sym_job = (me, "mdq_job.py", ["quantize", str(proto), str(sym), "gptq", "4", "128", "0", "gptq", "sym"])
+    writers: dict[str, tuple[Any, str]] = {  # made only when selected (each may quantize)
+        "mdq gptq w4g128 sym -> GPTQ v1": (lambda: ensure(proto, "mdq sym", sym, sym_job), "mdq"),
+        "mdq gptq w4g128 -> GPTQ v2": (lambda: export(ensure(proto, "mdq", ours["w4g128"], mdq_job("w4g128")),
+                                                      ix / "mdq-w4g128-gptq-v2", "gptq", "gptq_v2"), "mdq"),
+        "mdq gptq w4g64 -> GPTQ v2": (lambda: export(ensure(proto, "mdq", ours["w4g64"], mdq_job("w4g64")),
+                                                     ix / "mdq-w4g64-gptq", "gptq"), "mdq"),
+        "mdq gptq w4g64 -> compressed-tensors": (lambda: export(ensure(proto, "mdq", ours["w4g64"], mdq_job("w4g64")),
+                                                                ix / "mdq-w4g64-ct", "ct"), "mdq"),
+        "gptqmodel gptq w4g128": (lambda: ensure(proto, "gptqmodel", ck / "gptqmodel-gptq-w4g128-draw-0",
+                                                 gm_job(ck / "gptqmodel-gptq-w4g128-draw-0")), "gptqmodel"),
+        "gptqmodel gptq w4g128 desc_act": (lambda: ensure(proto, "gptqmodel desc_act", ix / "gptqmodel-w4g128-descact",
+                                                          gm_job(ix / "gptqmodel-w4g128-descact", "desc_act")),
+                                           "gptqmodel"),
+        "llm-compressor gptq w4g64": (lambda: ensure(proto, "llmc gptq", ck / "llmc-gptq-w4g64-draw-0",
+                                                     lc_job(ck / "llmc-gptq-w4g64-draw-0", "gptq")), "llm-compressor"),
+        "llm-compressor awq w4g64": (lambda: ensure(proto, "llmc awq", ck / "llmc-awq-w4g64-draw-0",
+                                                    lc_job(ck / "llmc-awq-w4g64-draw-0", "awq")), "llm-compressor"),
     }
     loaders = {"mdq": (me, "mdq_job.py", []), "mdq (exact torch path)": (me, "mdq_job.py", ["torch"]),
                "gptqmodel": (gm, "gptqmodel_job.py", []), "llm-compressor": (lc, "llmc_job.py", [])}
     out_path = RESULTS / "interop.json"
     old = json.loads(out_path.read_text()) if out_path.is_file() else {}
     cells: dict[str, dict[str, Any]] = {f"{c['writer']} | {c['loader']}": c for c in old.get("cells", [])}
-    for writer, (path, native) in writers.items():
+    for writer, (make, native) in writers.items():
+        if not re.search(a.writers, writer):
+            continue
+        path = make()
         is_ct = (path / "config.json").is_file() and \
             json.loads((path / "config.json").read_text()).get("quantization_config", {}).get("quant_method") == \
             "compressed-tensors"
