@@ -239,9 +239,11 @@ def _write(path: Path, rows: dict[str, dict[str, Any]], a: argparse.Namespace, p
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
     extra = {"commit": commit, "versions": versions,
-             "anchors": {"gptqmodel": "7.6.0 (CPU, torch 2.13.0, GPTQMODEL_CPU_WORKERS=2; its defaults: sym, "
-                                      "desc_act off with group-aware ordering)",
-                         "llmcompressor": "0.14.0.1 (torch 2.13.0; GPTQ symmetric, AWQ asymmetric; groups must divide 576)"},
+             "anchors": {"gptqmodel": "7.6.0 (CPU, torch 2.13.0, GPTQMODEL_CPU_WORKERS=2; asymmetric like ours, else its "
+                                      "defaults: desc_act off with group-aware ordering). Rows whose 'anchor_sym' is "
+                                      "true ran its symmetric default before the switch",
+                         "llmcompressor": "0.14.0.1 (torch 2.13.0; GPTQ and AWQ asymmetric like ours; groups must "
+                                          "divide 576)"},
              "protocol": {"samples": proto["samples"], "seqlen": proto["seqlen"], "eval_tokens": proto["tokens"],
                           "decode_tokens": proto["decode_tokens"], "text": proto["text"],
                           "draws": sorted(proto["calibration"])},

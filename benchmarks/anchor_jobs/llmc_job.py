@@ -3,8 +3,9 @@
     python llmc_job.py quantize PROTO MODEL_DIR OUT_DIR gptq|awq BITS GROUP SEED
     python llmc_job.py eval PROTO CHECKPOINT_DIR
 
-GPTQ uses llm-compressor's W4A16-style scheme (symmetric, its default for GPTQ), AWQ the
-asymmetric scheme AWQ is defined with; both at the given bits and group size, lm_head kept.
+Both asymmetric (like mdq's; llm-compressor's W4A16 preset for GPTQ is symmetric, which on this
+dequantized-Q4_1 model loses to asymmetric round-to-nearest), at the given bits and group size,
+lm_head kept.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main() -> None:
         windows = proto["calibration"][seed]
         ds = Dataset.from_dict({"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]})
         scheme = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(
-            num_bits=bits, type="int", symmetric=method == "gptq", strategy="group", group_size=group))
+            num_bits=bits, type="int", symmetric=False, strategy="group", group_size=group))
         mod = GPTQModifier if method == "gptq" else AWQModifier
         recipe = mod(config_groups={"group_0": scheme}, ignore=["lm_head"])
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
