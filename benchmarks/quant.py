@@ -102,7 +102,8 @@ def main() -> None:
     ap.add_argument("--awq-configs", default="w4g128,w4g64", help="configurations AWQ runs at (ours and llm-compressor's)")
     ap.add_argument("--only", default="", help="run only jobs whose key matches this regex")
     ap.add_argument("--force", action="store_true", help="re-run jobs already in the results file")
-    ap.add_argument("--results", default="quant", help="results/NAME.json (another name for smoke runs)")
+    ap.add_argument("--results", default="quant", help="results/NAME.json (another name for a parallel or smoke run)")
+    ap.add_argument("--merge", default="", help="comma-separated results names whose jobs are merged in (then removed)")
     a = ap.parse_args()
 
     from _protocol import write_protocol
@@ -119,13 +120,18 @@ def main() -> None:
     out_path = RESULTS / f"{a.results}.json"
     old = json.loads(out_path.read_text()) if out_path.is_file() else {}
     rows: dict[str, dict[str, Any]] = {r["key"]: r for r in old.get("jobs", []) if "key" in r}
+    for name in filter(None, a.merge.split(",")):  # rows a parallel run wrote to results/NAME.json
+        part = RESULTS / f"{name}.json"
+        for r in json.loads(part.read_text()).get("jobs", []):
+            rows.setdefault(r["key"], r)
+        part.unlink()
     me = sys.executable
     jobs: list[tuple[str, str, str | None, int, int, int]] = [("float", "float", None, 0, 0, 0)]
     for conf in a.configs.split(","):
         bits, group = (int(x) for x in conf[1:].split("g"))
         for d in draws:
             for m in a.methods.split(","):
-                if (m == "awq" and conf not in a.awq_configs.split(",")) or (m == "rtn" and d) or \
+                if not m or (m == "awq" and conf not in a.awq_configs.split(",")) or (m == "rtn" and d) or \
                         str(d) not in a.draws.split(","):
                     continue
                 jobs.append((f"mdq {m} {conf} draw {d}", "mdq", m, bits, group, d))
