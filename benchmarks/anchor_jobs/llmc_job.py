@@ -38,6 +38,12 @@ def main() -> None:
             num_bits=bits, type="int", symmetric=False, strategy="group", group_size=group))
         mod = GPTQModifier if method == "gptq" else AWQModifier
         recipe = mod(config_groups={"group_0": scheme}, ignore=["lm_head"])
+        if not torch.cuda.is_available():
+            # 0.14.0.1's AWQ pins cached activations for faster host-to-GPU copies, which a CPU-only torch
+            # refuses ("Cannot access accelerator device"); pinning changes no value, so it is skipped here
+            from llmcompressor.pipelines.cache import IntermediatesCache
+
+            IntermediatesCache.pin_memory = lambda self, *a, **k: None
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         t0 = time.perf_counter()
         oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=proto["seqlen"],
