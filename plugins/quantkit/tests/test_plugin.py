@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
 from mdq_quantkit import plugin
@@ -33,11 +35,23 @@ def test_quantize_and_eval_a_local_checkpoint(tmp_path, mdq_cli_plugins):
         res = r.invoke(main, ["quantize", "--model", str(src), "--backend", backend, "--bits", "4", "--group-size", "32",
                               "--samples", "4", "--seqlen", "64", "--text", str(text), "--out", str(tmp_path / backend)])
         assert res.exit_code == 0, res.output
-        assert (tmp_path / backend / "model.safetensors").is_file()
-    res = r.invoke(main, ["eval", "ppl", "--model", str(tmp_path / "gptq"), "--tokens", "256", "--seqlen", "64",
-                          "--text", str(text), "--json"])
-    assert res.exit_code == 0, res.output
-    assert json.loads(res.output.strip().splitlines()[-1])["ppl"] > 1
+        assert (tmp_path / backend / "mdq_model.safetensors").is_file()
+    ppl = {}
+    for fmt in ("mdq", "gptq", "compressed-tensors"):  # issue #19: standard layouts, read back by `mdq eval ppl`
+        out = tmp_path / f"gptq-{fmt}"
+        res = r.invoke(main, ["quantize", "--model", str(src), "--backend", "gptq", "--group-size", "32", "--samples", "4",
+                              "--seqlen", "64", "--text", str(text), "--format", fmt, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        res = r.invoke(main, ["eval", "ppl", "--model", str(out), "--tokens", "256", "--seqlen", "64",
+                              "--text", str(text), "--json"])
+        assert res.exit_code == 0, res.output
+        ppl[fmt] = json.loads(res.output.strip().splitlines()[-1])["ppl"]
+    assert ppl["mdq"] > 1 and ppl["gptq"] == pytest.approx(ppl["mdq"], rel=1e-2)
+    assert ppl["compressed-tensors"] == pytest.approx(ppl["mdq"], rel=1e-2)
+    weights = tmp_path / "gptq-gptq" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    res = r.invoke(main, ["eval", "ppl", "--model", str(weights.parent), "--text", str(text)])
+    assert res.exit_code == 2 and "is truncated: tensor" in res.output and "Traceback" not in res.output
 
 
 def test_cli_bad_input(tmp_path, mdq_cli_plugins):
@@ -54,6 +68,8 @@ def test_cli_bad_input(tmp_path, mdq_cli_plugins):
     assert res.exit_code == 2 and "group_size" in res.output
     res = r.invoke(main, ["quantize", "--model", "x", "--backend", "zzz", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "no quantizer backend 'zzz'" in res.output
+    res = r.invoke(main, ["quantize", "--model", "x", "--format", "onnx", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "onnx" in res.output
     res = r.invoke(main, ["quantize", "--model", "x", "--no-act-order", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "gptq backend only" in res.output
     assert "Example" in r.invoke(main, ["quantize", "--help"]).output

@@ -18,8 +18,10 @@ from torch import Tensor, nn
 
 from .config import QuantConfig
 from .layerwise import (
-    blocks_of, capture, check_model, forward_all, linears_of, quantized_layer, replace, shape_of, weight_of,
+    blocks_of, bounded_heap, capture, check_model, forward_all, give_back_memory, linears_of, quantized_layer,
+    replace, shape_of, weight_of,
 )
+from .qlinear import QuantLinear
 from .quant import rtn
 
 Progress = Callable[[int, int, str], None]
@@ -47,12 +49,16 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
             cfg.group(shape_of(lin)[1])  # a group larger than a layer is refused before any work
     if backend.needs_calibration and not samples:
         raise ValueError(f"backend {backend.name!r} needs calibration samples")
+    bounded_heap()
     t0 = time.perf_counter()
     inputs, kwargs = capture(model, samples) if backend.needs_calibration else ([], {})
     stats: dict[str, Any] = {}
+    stream = getattr(model, "mdq_stream", None)
     for i, block in enumerate(blocks):
         if progress:
             progress(i, len(blocks), f"block {i}")
+        if stream is not None:
+            stream.materialize(model, i)  # only this block's float weights are resident (streaming)
         outputs = None
         if hasattr(backend, "quantize_block_forward"):
             block_stats, outputs = backend.quantize_block_forward(block, inputs, kwargs, cfg)
@@ -62,15 +68,21 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
             stats[f"{i}.{name}"] = s
         if backend.needs_calibration and i + 1 < len(blocks):
             inputs = forward_all(block, inputs, kwargs) if outputs is None else outputs
+        del outputs
+        give_back_memory()
     if progress:
         progress(len(blocks), len(blocks), "done")
+    if stream is not None:
+        del model.mdq_stream
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            m.kernel_request = "auto"
+            m.choose_kernel()
     model.mdq_quant = {"backend": backend.name, "config": cfg.to_json(), "modules": _names(model)}
     return {"backend": backend.name, "config": cfg.to_json(), "seconds": time.perf_counter() - t0, "layers": stats}
 
 
 def _names(model: nn.Module) -> list[str]:
-    from .qlinear import QuantLinear
-
     return [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]
 
 

@@ -74,25 +74,83 @@ def check_checkpoint(path: str | Path) -> Path:
         raise FileNotFoundError(f"model path {p} does not exist (use 'smollm2-135m' or a checkpoint directory)")
     if not p.is_dir() or not (p / "config.json").is_file():
         raise ValueError(f"{p} is not a Hugging Face checkpoint directory (no config.json)")
-    if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
-        raise ValueError(f"{p} has a config.json but no weights (*.safetensors)")
+    if not any(p.glob("*.safetensors")):
+        raise ValueError(f"{p} has a config.json but no weights (*.safetensors; pickled *.bin files are not read)")
     return p
 
 
-def load(spec: str | Path) -> tuple[Any, Any]:
-    """Return (model, tokenizer or None) for 'smollm2-135m', a quantized mdq directory or an HF checkpoint."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    p = smollm2_dir() if str(spec) == SMOLLM2 else check_checkpoint(spec)
+def checkpoint_kind(p: Path) -> str:
+    """Return what a checkpoint directory holds: 'mdq', 'gptq', 'compressed-tensors' or 'float'."""
     if (p / "mdq_quant.json").is_file():
+        return "mdq"
+    try:
+        conf = json.loads((p / "config.json").read_text())
+    except ValueError as exc:
+        raise ValueError(f"{p / 'config.json'} is not JSON ({exc})") from None
+    qc = conf.get("quantization_config")
+    if qc is None and (p / "quantize_config.json").is_file():
+        return "gptq"  # AutoGPTQ's own file beside a plain config
+    if qc is None:
+        return "float"
+    method = qc.get("quant_method") if isinstance(qc, dict) else None
+    if method in ("gptq", "compressed-tensors"):
+        return method
+    if method == "mdq":
+        raise ValueError(f"{p} says it is an mdq checkpoint but has no mdq_quant.json; it is incomplete")
+    raise ValueError(f"{p / 'config.json'}: quant_method {method!r} is not supported; mdq reads mdq, gptq and "
+                     f"compressed-tensors checkpoints")
+
+
+def load_any(p: Path) -> Any:
+    """Return the model of a checkpoint directory, quantized (any supported format) or float, in eval mode."""
+    kind = checkpoint_kind(p)
+    if kind == "mdq":
         from .io import load_quantized
 
-        model = load_quantized(p)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(p) if (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file() else None
+        return load_quantized(p)
+    if kind == "gptq":
+        from .hf_gptq import load_gptq
+
+        return load_gptq(p)
+    if kind == "compressed-tensors":
+        from .ctensors import load_ct
+
+        return load_ct(p)
+    from transformers import AutoModelForCausalLM
+
+    from .st import checkpoint_tensors
+
+    if any(p.glob("*.safetensors")):
+        checkpoint_tensors(p)  # a truncated file is named before transformers reads it
+    return AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32).eval()
+
+
+def load(spec: str | Path) -> tuple[Any, Any]:
+    """Return (model, tokenizer or None) for 'smollm2-135m' or a checkpoint directory (mdq, GPTQ, compressed-tensors, float)."""
+    p = smollm2_dir() if str(spec) == SMOLLM2 else check_checkpoint(spec)
+    model = load_any(p)
     model.eval()
-    return model, tok
+    return model, load_tokenizer(p)
+
+
+def load_for_quantization(spec: str | Path) -> tuple[Any, Any]:
+    """Return (model, tokenizer or None) of a float checkpoint, its blocks left on disk until quantized (streaming)."""
+    from .stream import load_streaming
+
+    p = smollm2_dir() if str(spec) == SMOLLM2 else check_checkpoint(spec)
+    kind = checkpoint_kind(p)
+    if kind != "float":
+        raise ValueError(f"{p} is already a quantized ({kind}) checkpoint; quantize its float original instead")
+    return load_streaming(p), load_tokenizer(p)
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """Return the tokenizer saved in a checkpoint directory, or None if it has none."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    has = (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file()
+    return AutoTokenizer.from_pretrained(p) if has else None
 
 
 def tiny_llama(seed: int = 0, **over: Any) -> Any:

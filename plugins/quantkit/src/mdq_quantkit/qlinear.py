@@ -1,8 +1,17 @@
 """QuantLinear: packed integer weights with per-group scales and zeros, computed by one path chosen once.
 
-(a) torch: dequantize once (kept as a float tensor while the layer lives), then matmul
-(readable, any device; the packed form is what is stored and loaded); (b) triton: a fused dequant-matmul
-kernel for 3- and 4-bit weights on a CUDA device (or under TRITON_INTERPRET=1 for tests).
+(a) torch: dequantize once (kept as a float tensor while the layer lives), then matmul; the
+readable reference path and the test oracle, any device and bit width. (b) int4: 4-bit layers
+on CPU stay packed and run through torch's int4 CPU kernel (`cpukernel.py`); once the kernel's
+packed form exists (built when a loader chooses the path, or at the first call), the bit-stream
+`qweight` is released and rebuilt exactly only when it is asked for (saving, `codes()`), so the
+layer holds one packed copy. (c) triton: a fused
+dequant-matmul kernel for 3- and 4-bit weights on a CUDA device (or under TRITON_INTERPRET=1
+for tests).
+
+Checkpoints quantized with activation order keep their columns in group order: `in_perm`
+(empty = identity) lists, for each stored column, the input feature it belongs to, and the
+input is gathered once per call before any path runs.
 """
 
 from __future__ import annotations
@@ -16,62 +25,105 @@ from .config import QuantConfig
 from .packing import pack, unpack
 from .quant import dequantize
 
+KERNELS = ("auto", "torch", "int4", "triton")
+
 
 class QuantLinear(nn.Module):
     """A linear layer whose weight is stored packed (`qweight`), with `scales` (fp16) and `zeros` (uint8)."""
 
     def __init__(self, in_features: int, out_features: int, cfg: QuantConfig, bias: bool = False,
-                 kernel: str = "auto") -> None:
+                 kernel: str = "auto", scale_dtype: torch.dtype = torch.float16) -> None:
         super().__init__()
         self.in_features, self.out_features, self.cfg = in_features, out_features, cfg
         G = cfg.groups(in_features)
         self.register_buffer("qweight", torch.zeros(out_features, -(-in_features * cfg.bits // 32), dtype=torch.int32))
-        self.register_buffer("scales", torch.zeros(out_features, G, dtype=torch.float16))
+        self.register_buffer("scales", torch.zeros(out_features, G, dtype=scale_dtype))
         self.register_buffer("zeros", torch.zeros(out_features, G, dtype=torch.uint8))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
         # rows kept in float16 instead of quantized (outlier rows a wrapper chose to protect); empty by default
         self.register_buffer("keep_idx", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("keep_rows", torch.zeros(0, in_features, dtype=torch.float16))
-        if kernel not in ("auto", "torch", "triton"):
-            raise ValueError(f"kernel must be 'auto', 'torch' or 'triton', got {kernel!r}")
+        # stored column j holds input feature in_perm[j] (act-order checkpoints); empty = identity
+        self.register_buffer("in_perm", torch.zeros(0, dtype=torch.int64))
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
         self.kernel_request = kernel
         self.kernel = "torch"
         self._weight: Tensor | None = None  # the torch path's float weight, dequantized once
+        self._int4: Any = None  # the int4 path's packed form (cpukernel.Int4Pack), built on first use
+        self._released = False  # qweight dropped in favour of _int4
 
     @classmethod
     def from_codes(cls, codes: Tensor, scales: Tensor, zeros: Tensor, cfg: QuantConfig, bias: Tensor | None = None,
-                   kernel: str = "auto") -> QuantLinear:
+                   kernel: str = "auto", in_perm: Tensor | None = None,
+                   scale_dtype: torch.dtype = torch.float16) -> QuantLinear:
         """Build a layer from integer codes (out, in) and per-group scales / zeros (out, G)."""
         out_f, in_f = codes.shape
-        m = cls(in_f, out_f, cfg, bias is not None, kernel)
+        m = cls(in_f, out_f, cfg, bias is not None, kernel, scale_dtype)
         m.qweight.copy_(pack(codes.cpu(), cfg.bits))
-        m.scales.copy_(scales.half())
+        m.scales.copy_(scales.to(scale_dtype))
         m.zeros.copy_(zeros.to(torch.uint8))
         if bias is not None:
             m.bias.copy_(bias.detach().float())
-        m.choose_kernel()
+        if in_perm is not None:
+            m.in_perm = in_perm.to(torch.int64).cpu()
+        m.choose_kernel(build=True)
         return m
 
-    def choose_kernel(self) -> str:
-        """Pick the compute path once: triton where it can run, else torch."""
+    def choose_kernel(self, build: bool = False) -> str:
+        """Pick the compute path once: triton on CUDA, the int4 kernel for 4-bit on CPU, else torch.
+
+        With `build`, the int4 path's packed form is made now (a loaded model then holds its
+        serving form from the start); otherwise at the first call.
+        """
+        from . import cpukernel
         from .kernels import triton_usable
 
         want = self.kernel_request
-        ok = self.cfg.bits in (3, 4) and triton_usable(self.qweight.device)
-        if want == "triton" and not ok:
+        dev = self.scales.device
+        tri = self.cfg.bits in (3, 4) and triton_usable(dev)
+        i4 = dev.type == "cpu" and cpukernel.usable(self.out_features, self.in_features,
+                                                    self.cfg.group(self.in_features), self.cfg.bits)
+        if want == "triton" and not tri:
             raise RuntimeError(f"the triton kernel needs 3- or 4-bit weights on a CUDA device (or TRITON_INTERPRET=1); "
-                               f"this layer has {self.cfg.bits} bits on {self.qweight.device}")
-        # 'auto' takes triton only on a GPU: the interpreter is for testing the kernel, not for serving on CPU
-        self.kernel = "triton" if want == "triton" or (want == "auto" and ok and self.qweight.is_cuda) else "torch"
-        return self.kernel
+                               f"this layer has {self.cfg.bits} bits on {dev}")
+        if want == "int4" and not i4:
+            raise RuntimeError(f"the int4 CPU kernel needs 4-bit weights on CPU, out_features divisible by 16 and groups "
+                               f"of 32/64/128/256 (a short last group too); this layer: {self.cfg.bits} bits, "
+                               f"({self.out_features}, {self.in_features}), group {self.cfg.group_size}, on {dev}")
+        if want == "auto":
+            # the interpreter is for testing the triton kernel, never chosen for serving on CPU
+            want = "triton" if tri and dev.type == "cuda" else "int4" if i4 else "torch"
+        if want != "int4" and self._released:
+            self._restore()
+        self.kernel = want
+        if want == "int4" and self._int4 is None and build:
+            self._pack_int4()
+        return want
+
+    def _pack_int4(self) -> None:
+        """Build the int4 kernel's packed form and release the bit stream (one packed copy, not two)."""
+        from .cpukernel import Int4Pack
+
+        self._int4 = Int4Pack(self.codes(), self.scales, self.zeros, self.cfg.group(self.in_features))
+        self.qweight, self._released = torch.zeros(0, dtype=torch.int32), True
+
+    def _restore(self) -> None:
+        """Rebuild the bit-stream qweight from the int4 packed form."""
+        self.qweight = pack(self._int4.codes(), self.cfg.bits)
+        self._released = False
 
     def codes(self) -> Tensor:
-        """Return the unpacked integer codes (out, in)."""
+        """Return the unpacked integer codes (out, in), in stored column order."""
+        if self._released:
+            return self._int4.codes()
         return unpack(self.qweight, self.cfg.bits, self.in_features)
 
     def dequantized(self) -> Tensor:
-        """Return the float32 weight (out, in), kept rows included."""
+        """Return the float32 weight (out, in) in input-feature order, kept rows included."""
         w = dequantize(self.codes(), self.scales, self.zeros, self.cfg)
+        if self.in_perm.numel():
+            w = w[:, torch.argsort(self.in_perm)]
         if self.keep_idx.numel():
             w[self.keep_idx] = self.keep_rows.float()
         return w
@@ -83,37 +135,58 @@ class QuantLinear(nn.Module):
             raise ValueError(f"kept rows need values of shape ({rows.numel()}, {self.in_features}), got {tuple(values.shape)}")
         if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.out_features or rows.unique().numel() != rows.numel()):
             raise ValueError(f"kept rows must be distinct ids in [0, {self.out_features})")
-        self.keep_idx = rows.to(self.qweight.device)
-        self.keep_rows = values.detach().to(self.qweight.device, torch.float16)
+        self.keep_idx = rows.to(self.scales.device)
+        self.keep_rows = values.detach().to(self.scales.device, torch.float16)
         self._weight = None
 
     def _apply(self, fn: Any, recurse: bool = True) -> QuantLinear:
+        if self._released:
+            self._restore()  # the packed CPU form cannot move; the bit stream can
         out = super()._apply(fn, recurse)
-        self._weight = None
+        self._weight, self._int4 = None, None
         self.choose_kernel()  # moved to another device: the path is chosen again, once
         return out
 
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self._released:
+            destination[prefix + "qweight"] = pack(self._int4.codes(), self.cfg.bits)
+
     def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any) -> None:
-        self._weight = None  # new packed weights: the cached float weight is stale
-        for name in ("keep_idx", "keep_rows"):  # their length is the file's, not the constructor's
+        self._weight, self._int4, self._released = None, None, False  # new packed weights: caches are stale
+        if self.qweight.numel() == 0:
+            self.qweight = torch.zeros(self.out_features, -(-self.in_features * self.cfg.bits // 32), dtype=torch.int32)
+        for name in ("keep_idx", "keep_rows", "in_perm"):  # their length is the file's, not the constructor's
             if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.qweight.device))
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.scales.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         """Return x @ W^T + b through the chosen path."""
-        if self.kernel == "triton":
+        if self.in_perm.numel():
+            x = x.index_select(-1, self.in_perm)
+        if self.kernel == "torch":
+            # dequantize once, then matmul: unpacking on every call would cost more than the matmul itself on CPU
+            if self._weight is None or self._weight.dtype != x.dtype:
+                self._weight = dequantize(self.codes(), self.scales, self.zeros, self.cfg).to(x.dtype)
+                if self.keep_idx.numel():
+                    self._weight[self.keep_idx] = self.keep_rows.to(x.dtype)[:, self.in_perm] \
+                        if self.in_perm.numel() else self.keep_rows.to(x.dtype)
+            return nn.functional.linear(x, self._weight, self.bias)
+        flat = x.reshape(-1, self.in_features)
+        if self.kernel == "int4":
+            if self._int4 is None:  # new weights were loaded since the path was chosen
+                self._pack_int4()
+            y = self._int4.matmul(flat)
+        else:
             from .kernels import dequant_matmul
 
-            y = dequant_matmul(x.reshape(-1, self.in_features), self.qweight, self.scales, self.zeros, self.cfg)
-            y = y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
-            if self.keep_idx.numel():
-                y[..., self.keep_idx] = nn.functional.linear(x, self.keep_rows.to(x.dtype))
-            return y + self.bias if self.bias is not None else y
-        # dequantize once, then matmul: unpacking on every call would cost more than the matmul itself on CPU
-        if self._weight is None or self._weight.dtype != x.dtype:
-            self._weight = self.dequantized().to(x.dtype)
-        return nn.functional.linear(x, self._weight, self.bias)
+            y = dequant_matmul(flat, self.qweight, self.scales, self.zeros, self.cfg)
+        y = y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+        if self.keep_idx.numel():
+            rows = self.keep_rows.to(x.dtype)
+            y[..., self.keep_idx] = nn.functional.linear(x, rows[:, self.in_perm] if self.in_perm.numel() else rows)
+        return y + self.bias.to(y.dtype) if self.bias is not None else y
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, bits={self.cfg.bits}, "
