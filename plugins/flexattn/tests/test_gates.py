@@ -93,3 +93,15 @@ def test_unknown_latin_words_stay_whole_in_the_anchors():
 
     words = Scorer().profile("如何学好Python编程？").words
     assert "Python" in words and "th" not in words
+
+
+def test_the_topic_sims_of_all_hits_equal_sim_hit_by_hit():
+    from mdq_flexattn.reward import Scorer
+
+    s = Scorer()
+    q = "为什么奥司他韦能治疗流感？"
+    t = "奥司他韦抑制流感病毒的神经氨酸酶。它使新病毒无法从宿主细胞释放。高血压患者应低盐饮食。"
+    hits = s._scan(t)
+    ctx = s.context(q, t, hits)
+    assert ctx.sims(hits) == [ctx.sim(a, a + len(f), term) for a, f, term in hits]
+    assert any(x == 0.0 for x in ctx.sims(hits)) and any(x == 1.0 for x in ctx.sims(hits))

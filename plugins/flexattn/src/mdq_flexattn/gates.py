@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from mdqcore import GateResult, Idx, MdqPackage
@@ -108,6 +108,10 @@ class HitContext(Protocol):
         """Return the relevance in [0, 1] of the hit text[start:end] (canonical `term`)."""
         ...
 
+    def sims(self, hits: list[tuple[int, str, str]]) -> list[float]:
+        """Return the relevance of each (start, form, term) hit, in order of start."""
+        ...
+
 
 DOMAIN_PARTS = 2  # distinct catalog terms a question word must be part of to put the question in the domain
 
@@ -185,6 +189,7 @@ class QuestionProfile:
         self.anchors = sorted(set(self.forms) | set(self.words), key=len, reverse=True)
         self._anchor_grams = [_grams(a) for a in self.anchors]
         self._rel: dict[tuple[str, str], float] = {}
+        self._mention: Any = None
         self.in_domain = bool(named) or any(_builds_terms(w, matcher.catalog, general) for w in self.words)
 
     def __bool__(self) -> bool:
@@ -203,6 +208,13 @@ class QuestionProfile:
     def mentioned(self, text: str) -> bool:
         """Return whether `text` mentions an anchor of the question."""
         return any(k in text for k in self.anchors)
+
+    def mentions(self, text: str) -> Iterator[int]:
+        """Yield where anchors of the question occur in `text` (one scan; overlapping mentions may merge)."""
+        if self._mention is None:
+            self._mention = re.compile("|".join(map(re.escape, self.anchors))) if self.anchors else False
+        if self._mention:
+            yield from (m.start() for m in self._mention.finditer(text))
 
 
 class TopicContext:
@@ -234,7 +246,9 @@ class TopicContext:
         self.starts = [0] + [m.end() for m in _SENTENCES.finditer(text)]
         ends = self.starts[1:] + [len(text)]
         n = len(self.starts)
-        on = [profile.mentioned(text[self.starts[i]:ends[i]]) for i in range(n)]
+        on = [False] * n
+        for at in profile.mentions(text):  # anchors hold no punctuation: a mention lies in one sentence
+            on[bisect_right(self.starts, at) - 1] = True
         domain = [False] * n
         rival = [False] * n
         u = 0
@@ -269,6 +283,22 @@ class TopicContext:
             return 0.0
         return max(self.profile.rel(term), self.ctx[bisect_right(self.starts, start) - 1])
 
+    def sims(self, hits: list[tuple[int, str, str]]) -> list[float]:
+        """Return `sim` of each hit, walking the sentences once (hits in order of start)."""
+        if self.off_domain:
+            return [0.0] * len(hits)
+        rel, cached, ctx = self.profile.rel, self.profile._rel, self.ctx
+        ends = self.starts[1:] + [float("inf")]
+        out, u = [], 0
+        for start, _form, term in hits:
+            while start >= ends[u]:
+                u += 1
+            r = cached.get((term, ""))
+            if r is None:
+                r = rel(term)
+            out.append(r if r > ctx[u] else ctx[u])
+        return out
+
 
 class WindowContext:
     """The `bm25` and `jaccard` gates over one answer: the question against the text round each hit.
@@ -282,6 +312,10 @@ class WindowContext:
     def __init__(self, score: Callable[[str], float], text: str, span: int = 0) -> None:
         self.score, self.text, self.span = score, text, span
         self._ends = [m.end() for m in _SENTENCES.finditer(text)]
+
+    def sims(self, hits: list[tuple[int, str, str]]) -> list[float]:
+        """Return `sim` of each (start, form, term) hit."""
+        return [self.sim(start, start + len(form), term) for start, form, term in hits]
 
     def sim(self, start: int, end: int, term: str) -> float:
         """Return the gate's score of the question against the window round text[start:end]."""

@@ -57,7 +57,8 @@ def nearmisses(state: Any, text: str, engine: Engine | None = None) -> list[tupl
     eng = engine or default_engine()
     m = eng.matchers.for_state(state)
     text = fold_width(text)
-    return _nearmiss(m, eng, Params.of(state).idf_floor).find(text, [(h.start, h.end) for h in m.hits(text)], is_term=m.lookup)
+    index = _nearmiss(m, eng, Params.of(state).idf_floor)
+    return index.find(text, [(h.start, h.end) for h in m.hits(text)], is_term=m.lookup)
 
 
 def compliance(state: Any, inputs: Inputs, engine: Engine | None = None) -> dict[str, float]:
