@@ -85,7 +85,7 @@ def test_a_question_outside_the_domain_earns_nothing_for_domain_words_in_its_ans
     a2 = "头孢类抗生素抑制乙醛脱氢酶，乙醛蓄积，引起双硫仑样反应，出现心悸和血压下降。"
     assert s.summary(q2, a2).totals["ler_total"] > 0
     # a frequent term with a domain tag (手术: a procedure, too common to earn) still names the domain
-    assert s.profile("为什么做完手术要早点下床？").in_domain
+    assert s.profile("手术前为什么不能吃东西？").in_domain and not s.profile("手术前为什么不能吃东西？").terms
 
 
 def test_unknown_latin_words_stay_whole_in_the_anchors():
