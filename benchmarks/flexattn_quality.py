@@ -166,7 +166,7 @@ def main() -> None:
     ]
     name = "flexattn_quality" + ("" if a.split == "test" else "_dev") + ("" if a.gate == "topic" else f"_{a.gate}")
     extra = {"commit": _commit(), "seeds": "none (deterministic)", "results": r,
-             "versions": {p: version(p) for p in ("mdq-flexattn", "pyahocorasick", "jieba")}}
+             "versions": {p: version(p) for p in ("mdq-flexattn", "pyahocorasick", "jieba", "pypinyin")}}
     report(name, f"Flex-Attn reward quality on the {a.split} split ({r['questions']} questions, "
                  f"{r['controls']} controls, gate {a.gate})", ["figure", "value", "goal"], rows, extra)
 

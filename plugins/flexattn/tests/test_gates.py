@@ -65,3 +65,43 @@ def test_topic_sim_falls_for_an_off_topic_sentence_after_an_on_topic_one():
     t = "奥司他韦是神经氨酸酶抑制剂。阿莫西林是青霉素类抗生素。"
     sims = {h.seg: h.sim for h in Scorer().summary(q, t).hits}
     assert sims["神经氨酸酶"] == 1.0 and sims["阿莫西林"] == 0.0  # another drug: a rival subject
+
+
+def test_a_question_outside_the_domain_earns_nothing_for_domain_words_in_its_answer():
+    from mdq_flexattn.reward import Scorer
+
+    # issue #17: a non-medical answer that names its own subject (泡菜) and uses domain words
+    # (乳酸菌, 细菌) was on topic by that mention; no catalog term is built from 泡菜, so the
+    # question is off the domain and every hit has sim 0
+    s = Scorer()
+    q = "为什么泡菜能放很久？"
+    a = "泡菜里盐分高，乳酸菌发酵产生大量乳酸，酸性环境抑制了腐败细菌和霉菌的生长。"
+    assert not s.profile(q).in_domain
+    summ = s.summary(q, a)
+    assert summ.hits and all(h.sim == 0.0 for h in summ.hits) and summ.totals["ler_total"] == 0.0
+    # a lay question without a catalog term is in the domain through a word terms are built from
+    q2 = "喝酒以后为什么不能吃头孢？"
+    assert s.profile(q2).in_domain and "头孢" in s.profile(q2).words
+    a2 = "头孢类抗生素抑制乙醛脱氢酶，乙醛蓄积，引起双硫仑样反应，出现心悸和血压下降。"
+    assert s.summary(q2, a2).totals["ler_total"] > 0
+    # a frequent term with a domain tag (手术: a procedure, too common to earn) still names the domain
+    assert s.profile("手术前为什么不能吃东西？").in_domain and not s.profile("手术前为什么不能吃东西？").terms
+
+
+def test_unknown_latin_words_stay_whole_in_the_anchors():
+    from mdq_flexattn.reward import Scorer
+
+    words = Scorer().profile("如何学好Python编程？").words
+    assert "Python" in words and "th" not in words
+
+
+def test_the_topic_sims_of_all_hits_equal_sim_hit_by_hit():
+    from mdq_flexattn.reward import Scorer
+
+    s = Scorer()
+    q = "为什么奥司他韦能治疗流感？"
+    t = "奥司他韦抑制流感病毒的神经氨酸酶。它使新病毒无法从宿主细胞释放。高血压患者应低盐饮食。"
+    hits = s._scan(t)
+    ctx = s.context(q, t, hits)
+    assert ctx.sims(hits) == [ctx.sim(a, a + len(f), term) for a, f, term in hits]
+    assert any(x == 0.0 for x in ctx.sims(hits)) and any(x == 1.0 for x in ctx.sims(hits))

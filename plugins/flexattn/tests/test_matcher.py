@@ -51,3 +51,10 @@ def test_promoted_term_atoms_extend_the_matcher_weights_do_not_rebuild():
     m2 = cache.for_state(s)
     assert m2.lookup("宿主细胞") == "宿主细胞" and base.lookup("宿主细胞") is None
     assert cache.for_state(ControlState(dict(s.data))) is m2  # same term set: the same automaton
+
+
+def test_reach_shares_the_full_automaton_when_every_length_is_reachable(m):
+    # one automaton in the CPU cache, not two copies of the same forms (issue #17, scoring speed)
+    assert m.reach((2, 3, 4, 5, 6, 7, 8)) is m._auto
+    short = m.reach((2, 3))
+    assert short is not m._auto and [v for _e, (_n, v) in short.iter_long(TEXT)] == ["磷酸", "特异性", "抑制剂"]

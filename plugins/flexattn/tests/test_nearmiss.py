@@ -1,5 +1,5 @@
 from mdq_flexattn.kpis import nearmisses
-from mdq_flexattn.nearmiss import NearMissIndex, edit_position, within_one_edit
+from mdq_flexattn.nearmiss import NearMissIndex, edit_position, variant_pairs, within_one_edit
 
 
 def test_edit_distance_one():
@@ -18,17 +18,44 @@ def test_index_finds_missing_extra_and_wrong_characters():
 
 
 def test_three_character_near_misses_only_where_unambiguous():
-    idx = NearMissIndex(["胰岛素", "胰高素"])  # 胰导素 is one substitution from both
+    idx = NearMissIndex(["胰岛素", "胰捣素"])  # 胰导素 is one sound-alike substitution from both
     assert idx.near("胰导素") is None
+    assert NearMissIndex(["胰岛素", "胰高素"]).near("胰导素") == "胰岛素"  # 导 sounds like 岛, not like 高
     # 活动后 is 活动 + 后, not a typo of 活动桥: a half that is a word makes it ordinary text
     words = NearMissIndex(["活动桥"], count=lambda s: 100 if s == "活动" else 0)
     assert words.near("活动后") is None
 
 
-def test_the_rarer_spelling_is_the_typo():
-    counts = {"阿斯匹林": 28, "阿司匹林": 47, "反复发作": 500}.get
-    idx = NearMissIndex(["阿司匹林", "反复发烧"], count=lambda s: counts(s, 0), freq=lambda s: counts(s, 0))
-    assert idx.near("阿斯匹林") == "阿司匹林" and idx.near("反复发作") is None
+def test_a_word_is_spelled_right_and_the_rarer_spelling_is_the_typo():
+    counts = {"阿斯匹林": 28, "阿司匹林": 47, "综合征": 435, "综合症": 78, "瑞": 50, "氏": 50, "易激": 5, "肠": 900}
+    count = lambda s: counts.get(s, 0)  # noqa: E731
+    segment = lambda s: [w for w in ("瑞", "氏", "肠", "易激", "综合征", "综合症") if w in s]  # noqa: E731
+    idx = NearMissIndex(["阿司匹林", "瑞氏综合症", "肠易激综合征"], count=count, segment=segment)
+    assert idx.near("阿斯匹林") is None  # a dictionary word, however rare: a variant, not a typo (issue #17)
+    assert idx.near("瑞氏综合征") is None  # the catalog holds the rarer spelling: the text's is the common one
+    assert idx.near("肠易激综合症") == "肠易激综合征"  # the rarer spelling of the word is the typo
+
+
+def test_a_slip_sounds_alike_and_changes_chinese_characters_only():
+    idx = NearMissIndex(["解热止痛", "血栓素B2", "内出血", "胆固醇片"])
+    assert idx.near("解痉止痛") is None  # 痉 (jing) does not sound like 热 (re): another word, not a slip
+    assert idx.near("血栓素A2") is None  # a letter names another thing
+    assert idx.near("胆固纯片") == "胆固醇片"  # 纯 and 醇 are both chun
+    assert idx.near("内的出血") is None and idx.near("内被血") is None  # a function character is grammar
+
+
+def test_the_lexicon_spelling_a_slot_both_ways_makes_a_variant():
+    forms = ["紧张性头痛", "迟发性过敏", "迟发型过敏", "先天性心病", "先天型心病", "急进性肾炎", "急进型肾炎"]
+    assert ("型", "性") in variant_pairs(forms)
+    assert NearMissIndex(forms).near("紧张型头痛") is None
+    assert NearMissIndex(forms[:1]).near("紧张型头痛") == "紧张性头痛"
+
+
+def test_a_near_miss_may_hold_a_whole_hit_but_then_only_a_substitution():
+    idx = NearMissIndex(["促甲状腺激素", "肾动脉硬化", "甲状腺", "动脉硬化"])
+    text = "复查促甲状腺激数，肾小动脉硬化。"
+    covered = [(4, 7), (11, 15)]  # the hits 甲状腺 and 动脉硬化
+    assert idx.find(text, covered) == [(2, "促甲状腺激数", "促甲状腺激素")]
 
 
 def test_real_terms_are_not_flagged():

@@ -122,3 +122,33 @@ def test_other_gates_and_bad_input():
         Params.of(ControlState({("param", "Gate", "topic", "tau"): 1.5}), "topic")
     # an empty question is documented to make every hit irrelevant: zero lexical reward, no error
     assert totals(Scorer().score("", T))["ler_total"] == 0.0
+
+
+def test_the_fast_steps_equal_the_reference_loop():
+    # the table policy's column-built steps against the per-character loop, field by field and
+    # float for float (the step log's replay compares them): several states, with and without a reference
+    texts = [(Q, T, None), (Q, T, T[:40] + "错" + T[41:60]),
+             ("拉肚子吃什么药？", "腹泻时可口服蒙脱石散，ＯＲＳ补液盐预防脱水。。高血压患者应低盐饮食。", None),
+             ("", "，，奥司他韦。", "，奥")]
+    states = [None, op(general_weight=0.5, repeat=0.3, base=0.01, rho=0.2),
+              ControlState({("param", "Op", "flexattn", "U7"): 0.0, ("param", "Len", "table", "Lp_max"): 6,
+                            ("index", "idf", "神经氨酸酶"): 0.05})]
+    for state in states:
+        sc = Scorer(state)
+        for q, t, ref in texts:
+            assert list(sc.steps(q, t, ref)) == list(sc.reference_steps(q, t, ref))
+
+
+def test_a_history_policy_scores_through_the_reference_loop():
+    # a policy other than the table (a learned one decides from the history) takes the
+    # per-character loop; summary then sums its steps
+    class Wide:
+        lh_set, lp_max = (2, 3, 4, 6), 8
+
+        def decide(self, history: str, a: str) -> tuple[int, int]:
+            return (6 if history.endswith("酸") else 2), 8
+
+    sc = Scorer(policy=Wide())
+    st = sc.score(Q, T)
+    assert st == list(sc.reference_steps(Q, T)) and {s.Lh for s in st} == {2, 6}
+    assert sc.summary(Q, T).totals == totals(st)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from mdqcore import GateResult, Idx, MdqPackage
@@ -108,9 +108,46 @@ class HitContext(Protocol):
         """Return the relevance in [0, 1] of the hit text[start:end] (canonical `term`)."""
         ...
 
+    def sims(self, hits: list[tuple[int, str, str]]) -> list[float]:
+        """Return the relevance of each (start, form, term) hit, in order of start."""
+        ...
+
+
+DOMAIN_PARTS = 2  # distinct catalog terms a question word must be part of to put the question in the domain
+
+
+def _unknown_words(run: str) -> list[str]:
+    # a run the dictionary does not know: Chinese as its bigrams (他汀 in 他汀类), Latin letters and
+    # digits as whole words (Python, not Py yt th ho on)
+    out: list[str] = []
+    for part in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]+|[^\u3400-\u9fff\uf900-\ufaff]+", run):
+        if "\u3400" <= part[0] <= "\u9fff" or "\uf900" <= part[0] <= "\ufaff":
+            out.extend(part[i:i + 2] for i in range(len(part) - 1))
+        elif len(part) >= 2:
+            out.append(part)
+    return out
+
+
+def _builds_terms(word: str, catalog: Any, general: Callable[[str], bool], need: int = DOMAIN_PARTS) -> bool:
+    # whether `word` is part of `need` distinct domain terms (头孢 of 头孢曲松 and 头孢呋辛): a word the
+    # domain builds its vocabulary from, unlike 蜂蜜 or 发动机, which no catalog term contains
+    found: set[str] = set()
+    for form, term in catalog.surface.items():
+        if word in form and form != word and term not in found and not general(term):
+            found.add(term)
+            if len(found) >= need:
+                return True
+    return False
+
 
 class QuestionProfile:
     """The question's topic: its keys (catalog terms with every alias), anchors, and their domain tags.
+
+    The question is in the domain (`in_domain`) when it names a catalog term with a domain tag
+    (手术, a procedure, counts although it is too frequent to earn reward) or one of its words is
+    part of DOMAIN_PARTS or more domain terms (头孢, 他汀). A question outside the domain (why bread
+    rises, why honey keeps) gives every hit of its answers sim 0: its answers may use domain
+    words (葡萄糖, 过氧化氢), but they are not domain answers.
 
     Keys are the non-general catalog terms the question contains, with all their surface forms,
     so a lay alias in the question (拉肚子) names the clinical term of the answer (腹泻).
@@ -123,10 +160,12 @@ class QuestionProfile:
         self.question = fold_width(question)
         self.terms: set[str] = set()
         self.tags: set[str] = set()
+        named: set[str] = set()  # domain tags of every catalog term the question names, frequent ones included
         forms: set[str] = set()
         covered = bytearray(len(self.question))
         for h in matcher.hits(self.question):
             covered[h.start:h.end] = b"\x01" * len(h.form)
+            named |= DOMAIN_TAGS.intersection(engine.catalog.tags(h.term))
             if general(h.term):
                 continue
             self.terms.add(h.term)
@@ -144,12 +183,14 @@ class QuestionProfile:
                 if len(w) == 1:
                     unknown += w
                     continue
-                words.update(unknown[i:i + 2] for i in range(len(unknown) - 1))
+                words.update(_unknown_words(unknown))
                 unknown = ""
         self.words = sorted(w for w in words if w not in FUNCTION_WORDS and not general(w))
         self.anchors = sorted(set(self.forms) | set(self.words), key=len, reverse=True)
         self._anchor_grams = [_grams(a) for a in self.anchors]
         self._rel: dict[tuple[str, str], float] = {}
+        self._mention: Any = None
+        self.in_domain = bool(named) or any(_builds_terms(w, matcher.catalog, general) for w in self.words)
 
     def __bool__(self) -> bool:
         return bool(self.anchors)
@@ -168,6 +209,13 @@ class QuestionProfile:
         """Return whether `text` mentions an anchor of the question."""
         return any(k in text for k in self.anchors)
 
+    def mentions(self, text: str) -> Iterator[int]:
+        """Yield where anchors of the question occur in `text` (one scan; overlapping mentions may merge)."""
+        if self._mention is None:
+            self._mention = re.compile("|".join(map(re.escape, self.anchors))) if self.anchors else False
+        if self._mention:
+            yield from (m.start() for m in self._mention.finditer(text))
+
 
 class TopicContext:
     """The `topic` gate over one answer: sim(hit) = max(rel(hit), ctx(sentence of the hit)).
@@ -185,6 +233,7 @@ class TopicContext:
                         sentences (each carried value itself carried on, fading per sentence;
                         never through an off-domain or rival sentence)
 
+    A question outside the domain (`QuestionProfile.in_domain` false) gives every hit sim 0.
     So an answer earns context only where it names the question's topic; the context carries
     into sentences next to it that go on about it (dropped subjects, pronouns, an explanation
     before the subject is named), fading by `carry` per sentence, and is lost at once where the
@@ -197,7 +246,9 @@ class TopicContext:
         self.starts = [0] + [m.end() for m in _SENTENCES.finditer(text)]
         ends = self.starts[1:] + [len(text)]
         n = len(self.starts)
-        on = [profile.mentioned(text[self.starts[i]:ends[i]]) for i in range(n)]
+        on = [False] * n
+        for at in profile.mentions(text):  # anchors hold no punctuation: a mention lies in one sentence
+            on[bisect_right(self.starts, at) - 1] = True
         domain = [False] * n
         rival = [False] * n
         u = 0
@@ -219,15 +270,34 @@ class TopicContext:
                 if not on[i] and domain[i] and not rival[i]:
                     ctx[i] = max(ctx[i], carry * prev)
                 prev = ctx[i] if on[i] or (domain[i] and not rival[i]) else 0.0
-        self.ctx = ctx
+        self.off_domain = not profile.in_domain
+        self.ctx = [0.0] * n if self.off_domain else ctx
 
     def rel(self, term: str, form: str = "") -> float:
         """Return the profile's relation of a term (cached per question)."""
         return self.profile.rel(term, form)
 
     def sim(self, start: int, end: int, term: str) -> float:
-        """Return max(rel(term), ctx(sentence of the hit))."""
+        """Return max(rel(term), ctx(sentence of the hit)); 0 for every hit when the question is off the domain."""
+        if self.off_domain:
+            return 0.0
         return max(self.profile.rel(term), self.ctx[bisect_right(self.starts, start) - 1])
+
+    def sims(self, hits: list[tuple[int, str, str]]) -> list[float]:
+        """Return `sim` of each hit, walking the sentences once (hits in order of start)."""
+        if self.off_domain:
+            return [0.0] * len(hits)
+        rel, cached, ctx = self.profile.rel, self.profile._rel, self.ctx
+        ends = self.starts[1:] + [float("inf")]
+        out, u = [], 0
+        for start, _form, term in hits:
+            while start >= ends[u]:
+                u += 1
+            r = cached.get((term, ""))
+            if r is None:
+                r = rel(term)
+            out.append(r if r > ctx[u] else ctx[u])
+        return out
 
 
 class WindowContext:
@@ -242,6 +312,10 @@ class WindowContext:
     def __init__(self, score: Callable[[str], float], text: str, span: int = 0) -> None:
         self.score, self.text, self.span = score, text, span
         self._ends = [m.end() for m in _SENTENCES.finditer(text)]
+
+    def sims(self, hits: list[tuple[int, str, str]]) -> list[float]:
+        """Return `sim` of each (start, form, term) hit."""
+        return [self.sim(start, start + len(form), term) for start, form, term in hits]
 
     def sim(self, start: int, end: int, term: str) -> float:
         """Return the gate's score of the question against the window round text[start:end]."""

@@ -15,7 +15,7 @@ from .catalog import fold_width
 from .engine import Engine, default_engine
 from .matcher import Matcher
 from .nearmiss import NearMissIndex
-from .reward import Scorer, totals
+from .reward import Params, Scorer, totals
 
 Inputs = Sequence[Mapping[str, Any]]
 
@@ -44,10 +44,12 @@ def coverage(state: Any, inputs: Inputs, engine: Engine | None = None) -> dict[s
 
 
 @lru_cache(maxsize=8)
-def _nearmiss(matcher: Matcher, engine: Engine) -> NearMissIndex:
-    # matchers are themselves cached per term set, so one index per matcher is built once
-    f = engine.freqs
-    return NearMissIndex(matcher.catalog.surface, count=lambda s: f.counts.get(s, 0), freq=f.freq, segment=f.segment)
+def _nearmiss(matcher: Matcher, engine: Engine, floor: float) -> NearMissIndex:
+    # matchers are themselves cached per term set, so one index per matcher (and idf floor) is built once
+    f, cat = engine.freqs, matcher.catalog
+    general = engine.general(cat, floor)
+    return NearMissIndex(cat.surface, count=lambda s: f.counts.get(s, 0), freq=f.freq, segment=f.segment,
+                         targets=[form for form, term in cat.surface.items() if not general(term)])
 
 
 def nearmisses(state: Any, text: str, engine: Engine | None = None) -> list[tuple[int, str, str]]:
@@ -55,7 +57,8 @@ def nearmisses(state: Any, text: str, engine: Engine | None = None) -> list[tupl
     eng = engine or default_engine()
     m = eng.matchers.for_state(state)
     text = fold_width(text)
-    return _nearmiss(m, eng).find(text, [(h.start, h.end) for h in m.hits(text)], is_term=m.lookup)
+    index = _nearmiss(m, eng, Params.of(state).idf_floor)
+    return index.find(text, [(h.start, h.end) for h in m.hits(text)], is_term=m.lookup)
 
 
 def compliance(state: Any, inputs: Inputs, engine: Engine | None = None) -> dict[str, float]:

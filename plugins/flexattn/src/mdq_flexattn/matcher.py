@@ -50,6 +50,7 @@ class Matcher:
         self.U = DEFAULT_U
         self._auto = _automaton(catalog.surface.items())
         self.max_len = max(map(len, catalog.surface))
+        self.lengths = frozenset(map(len, catalog.surface))
         self._reach: dict[tuple[int, ...], Any] = {}
         self._longest: dict[tuple[int, ...], dict[str, int]] = {}
 
@@ -94,6 +95,8 @@ class Matcher:
     def reach(self, lengths: Iterable[int]) -> Any:
         """Return a pyahocorasick automaton of the forms whose length is in `lengths` (built once per set)."""
         key = check_lengths(lengths)
+        if self.lengths.issubset(key):
+            return self._auto  # every form is reachable: the full automaton (one in the CPU cache, not two)
         auto = self._reach.get(key)
         if auto is None:
             if len(self._reach) > 8:  # few distinct sets in one process; keep memory bounded

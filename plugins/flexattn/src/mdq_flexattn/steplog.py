@@ -15,14 +15,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from attrs import fields
 
 from mdqcore.errors import DocumentError, Problem
 
 from .gates import GATES
 from .reward import Scorer, Step
 
-FIELDS = [f.name for f in fields(Step)]
+FIELDS = list(Step._fields)
 
 
 def write_log(path: str | Path, header: Mapping[str, Any], steps: Iterable[Step]) -> int:
