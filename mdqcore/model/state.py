@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -46,18 +46,21 @@ def atom_path(atom: Atom) -> Path:
     return ("param", "Gate", atom.gate, atom.param)
 
 
-def _accumulate(semiring: str, cur: Any, delta: float) -> float:
-    """Fold an index delta into the current value with the feature's semiring (sum or max)."""
-    base = 0.0 if cur is None else cur
-    return base + delta if semiring == "sum" else max(base, delta)
-
-
 def fold(op: str, cur: Any, x: Any) -> Any:
     """Apply one recorded operation: "set" x, "add" x (sum semiring, deltas) or "max" x."""
     if op == "set":
         return x
     base = 0.0 if cur is None else cur
     return base + x if op == "add" else max(base, x)
+
+
+def patch(data: dict[Path, Any], diff: Iterable[tuple[Sequence[str], Any, Any]]) -> None:
+    """Apply a diff to a path -> value dict in place: each path takes its new value; a new value None deletes it."""
+    for path, _old, new in diff:
+        if new is None:
+            data.pop(tuple(path), None)
+        else:
+            data[tuple(path)] = new
 
 
 def _priority(atom: Atom) -> int:
@@ -124,12 +127,7 @@ class ControlState:
     def apply_diff(self, diff: Iterable[tuple[Path, Any, Any]], seq: int | None = None) -> ControlState:
         """Return a new state with a diff applied (new value None deletes the path)."""
         data = dict(self._raw)
-        for path, _old, new in diff:
-            path = tuple(path)
-            if new is None:
-                data.pop(path, None)
-            else:
-                data[path] = new
+        patch(data, diff)
         return ControlState(data, self.seq if seq is None else seq)
 
     def plan(self, atoms: Iterable[Atom], *, strict: bool = True) -> Diff:
@@ -183,7 +181,7 @@ class ControlState:
                 sr = None
             if sr is not None:  # fast path for large packages: a delta on a registered feature
                 op, x = ("add" if sr == "sum" else "max"), a.delta
-                new = _accumulate(sr, cur, x)
+                new = fold(op, cur, x)
                 if not isfinite(new):
                     problems.append(Problem(f"index/{a.feature}/{a.seg} would become {new}", f"$.atoms[{i}]"))
                     continue
@@ -213,10 +211,11 @@ class ControlState:
                 semiring = "sum"
             if a.value is not None:
                 return float(a.value), "set", float(a.value)
-            new = _accumulate(semiring, cur, a.delta)
+            op = "add" if semiring == "sum" else "max"
+            new = fold(op, cur, a.delta)
             if not math.isfinite(new):
                 raise ValueError(f"index/{a.feature}/{a.seg} would become {new}")
-            return new, ("add" if semiring == "sum" else "max"), a.delta
+            return new, op, a.delta
         bound = self._raw.get(("bound", *p[1:]))
         if bound is None and strict:
             owners = sorted({k[3] for k in self._data if k[0] == "bound" and k[1:3] == p[1:3]})
