@@ -324,9 +324,8 @@ def resolve_cohorts(index: Index, requirements: Iterable[Requirement | str],
     names = {"default", *cohorts, *(r.cohort for r in reqs if r.cohort)}
     out = {}
     for c in sorted(names):
-        mine = [r for r in reqs if r.cohort is None] + [r for r in reqs if r.cohort == c]
         # a cohort's own requirement on a name replaces the shared one (that is what a gray group is for)
         own = {r.name for r in reqs if r.cohort == c}
-        mine = [r for r in mine if r.cohort == c or r.name not in own]
-        out[c] = resolve(index, mine)
+        shared = [r for r in reqs if r.cohort is None and r.name not in own]
+        out[c] = resolve(index, shared + [r for r in reqs if r.cohort == c])
     return out
