@@ -58,13 +58,6 @@ class PluginInfo:
         }
 
 
-def new_manager() -> pluggy.PluginManager:
-    """Return a pluggy manager that knows every kernel hookspec and no plugin."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    return pm
-
-
 def allowed_plugins(env: dict[str, str] | None = None) -> set[str] | None:
     """Read MDQ_PLUGINS: None means all; else the named plugins plus `core` unless `-core` is named."""
     env = os.environ if env is None else env
@@ -88,7 +81,8 @@ class Loader:
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry if registry is not None else Registry()
-        self.pm = new_manager()
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
 
     def load_entry_points(self, only: Iterable[str] | None = None) -> None:
         """Load every plugin of the entry-point group (core first), or just those named in `only`."""
