@@ -22,6 +22,7 @@ def __getattr__(name: str) -> object:
         return getattr(model, name)
     raise AttributeError(f"module 'mdqcore' has no attribute {name!r}")
 
+
 try:
     __version__ = version("mdqcore")
 except PackageNotFoundError:  # running from a source tree that was never installed

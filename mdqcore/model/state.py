@@ -25,12 +25,13 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import PackageError, Problem
-from .atoms import Atom, Gate, Idx, Len, Op
+from .atoms import Atom, Idx, Len, Op
 
 Path = tuple[str, ...]
 Diff = list[tuple[Path, Any, Any]]
 
-# tests > length > lexical > semantic: the order atoms of one package are applied in
+# tests > length > lexical > semantic: the order atoms of one package are applied in (Idx atoms of a
+# semantic feature come last, 3)
 PRIORITY = {"Gate": 0, "Len": 1, "Op": 2, "Idx": 2}
 SEMANTIC_FEATURES = frozenset({"vector", "semantic", "embedding"})
 
@@ -61,12 +62,6 @@ def patch(data: dict[Path, Any], diff: Iterable[tuple[Sequence[str], Any, Any]])
             data.pop(tuple(path), None)
         else:
             data[tuple(path)] = new
-
-
-def _priority(atom: Atom) -> int:
-    if isinstance(atom, Idx) and atom.feature in SEMANTIC_FEATURES:
-        return 3
-    return PRIORITY[type(atom).__name__]
 
 
 class ControlState:
@@ -156,7 +151,7 @@ class ControlState:
             else:
                 p = atom_path(a)
                 ident = (p, a.delta, a.value, None)
-                prio = _priority(a)
+                prio = PRIORITY[a.__class__.__name__]
             if ident in seen:
                 continue  # idempotent merge: the same atom twice is one change
             seen.add(ident)
@@ -261,4 +256,3 @@ class ControlState:
 
     def __repr__(self) -> str:
         return f"ControlState({len(self._data)} entries, seq={self.seq})"
-

@@ -23,6 +23,7 @@ from ..versions.compat import AXES, check_requires
 from ..versions.ranges import version_key
 from .policy import Policy
 
+
 def history(state: ControlState, name: str) -> dict[str, Any]:
     """Return what the cohort remembers of a package name: highest version, rolled-back versions, its key."""
     return state.get(("history", name)) or {"max": None, "rolled_back": [], "key": None}
