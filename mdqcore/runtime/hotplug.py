@@ -382,9 +382,9 @@ class Runtime:
                  conflict: str) -> tuple[ControlState, Policy, ControlState, Diff]:
         """Check and stage against the cohort's current state, recording `staged` (or `rejected`, raising)."""
         if conflict:
-            self._swap(cohort, Slot((self._slot(cohort)).active))
+            self._swap(cohort, Slot(self._slot(cohort).active))
             self.refresh()
-        active = (self._slot(cohort)).active
+        active = self._slot(cohort).active
         try:
             live = self.rollouts.get(cohort)
             if live is not None and not conflict:
@@ -415,11 +415,10 @@ class Runtime:
 
     def _start_canary(self, pkg: MdqPackage, cohort: str, policy: Policy, active: ControlState, diff: Diff,
                       fraction: float, replanned: str, replaces: int | None = None) -> Event:
-        spec = attrs.asdict(policy.canary)
         ev = self._log("canary_started", cohort, pkg, f"live: {fraction:.0%} of requests to the staged state"
                        + (f"; re-planned: {replanned}" if replanned else ""), live=True, fraction=fraction,
-                       salt=f"{pkg.ref}#{active.seq}", parent=active.seq, diff=diff_to_json(diff), spec=spec,
-                       package=unstructure(pkg), downgrade=False, rollout=replaces)
+                       salt=f"{pkg.ref}#{active.seq}", parent=active.seq, diff=diff_to_json(diff),
+                       spec=attrs.asdict(policy.canary), package=unstructure(pkg), downgrade=False, rollout=replaces)
         self.refresh()
         return ev
 
