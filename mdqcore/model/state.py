@@ -125,18 +125,18 @@ class ControlState:
         patch(data, diff)
         return ControlState(data, self.seq if seq is None else seq)
 
-    def plan(self, atoms: Iterable[Atom], *, strict: bool = True) -> Diff:
+    def plan(self, atoms: Iterable[Atom]) -> Diff:
         """Compute the diff that applying `atoms` would make (nothing is changed); see `plan_ops`."""
-        return self.plan_ops(atoms, strict=strict)[0]
+        return self.plan_ops(atoms)[0]
 
-    def plan_ops(self, atoms: Iterable[Atom], *, strict: bool = True) -> tuple[Diff, list[list[Any]]]:
+    def plan_ops(self, atoms: Iterable[Atom]) -> tuple[Diff, list[list[Any]]]:
         """Compute (diff, ops) of applying `atoms`: ops are [path, "set"|"add"|"max", x, old] in the order applied.
 
         Atoms are applied in priority order (tests > length > lexical > semantic); identical
         atoms are applied once; two atoms setting one path to different values are an error. A
         value outside its admissible interval, or that would stop being a finite number, is an
-        error (nothing is clipped silently). With `strict`, an atom whose path has no declared
-        bound or semiring (an unknown operator, parameter or feature) is an error.
+        error (nothing is clipped silently), and so is an atom whose path has no declared bound
+        or semiring (an unknown operator, parameter or feature).
         """
         atoms = list(atoms)
         problems: list[Problem] = []
@@ -182,7 +182,7 @@ class ControlState:
                     continue
             else:
                 try:
-                    new, op, x = self._next_value(a, p, cur, strict)
+                    new, op, x = self._next_value(a, p, cur)
                 except ValueError as exc:
                     problems.append(Problem(str(exc), f"$.atoms[{i}]"))
                     continue
@@ -196,23 +196,14 @@ class ControlState:
             raise PackageError(problems, source="package")
         return [(p, raw.get(p), v) for p, v in work.items() if raw.get(p) != v], ops
 
-    def _next_value(self, a: Atom, p: Path, cur: Any, strict: bool) -> tuple[Any, str, Any]:
-        if a.__class__ is Idx:
-            semiring = self._raw.get(("semiring", a.feature))
-            if semiring is None:
-                if strict:
-                    known = sorted({k[1] for k in self._data if k[0] == "semiring"})
-                    raise ValueError(f"unknown index feature {a.feature!r} (registered: {', '.join(known) or 'none'})")
-                semiring = "sum"
-            if a.value is not None:
-                return float(a.value), "set", float(a.value)
-            op = "add" if semiring == "sum" else "max"
-            new = fold(op, cur, a.delta)
-            if not math.isfinite(new):
-                raise ValueError(f"index/{a.feature}/{a.seg} would become {new}")
-            return new, op, a.delta
+    def _next_value(self, a: Atom, p: Path, cur: Any) -> tuple[Any, str, Any]:
+        if a.__class__ is Idx:  # a delta on a registered feature took plan_ops' fast path
+            if self._raw.get(("semiring", a.feature)) is None:
+                known = sorted({k[1] for k in self._data if k[0] == "semiring"})
+                raise ValueError(f"unknown index feature {a.feature!r} (registered: {', '.join(known) or 'none'})")
+            return float(a.value), "set", float(a.value)
         bound = self._raw.get(("bound", *p[1:]))
-        if bound is None and strict:
+        if bound is None:
             owners = sorted({k[3] for k in self._data if k[0] == "bound" and k[1:3] == p[1:3]})
             what = {"Op": "operator", "Len": "length policy", "Gate": "gate"}[p[1]]
             name = p[2] or "(default)"
@@ -226,14 +217,14 @@ class ControlState:
         new = float(a.value) if a.value is not None else (0.0 if cur is None else cur) + a.delta
         if not math.isfinite(new):
             raise ValueError(f"{'/'.join(p[1:])} would become {new}")
-        if bound is not None and not bound[0] <= new <= bound[1]:
+        if not bound[0] <= new <= bound[1]:
             raise ValueError(f"{'/'.join(p[1:])} would become {new:g}, outside its admissible interval "
                              f"[{bound[0]:g}, {bound[1]:g}]; nothing is clipped: ask for a value inside it")
         return (new, "set", new) if a.value is not None else (new, "add", a.delta)
 
-    def apply(self, atoms: Iterable[Atom], *, strict: bool = True) -> tuple[ControlState, Diff]:
+    def apply(self, atoms: Iterable[Atom]) -> tuple[ControlState, Diff]:
         """Return (new state, diff) after applying atoms; see `plan_ops`."""
-        diff = self.plan(atoms, strict=strict)
+        diff = self.plan(atoms)
         return self.apply_diff(diff), diff
 
     # -- JSON ---------------------------------------------------------------------------------
