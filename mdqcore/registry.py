@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 import re
 import typing
@@ -97,15 +96,13 @@ class Capability:
         return self._obj
 
     def _resolve(self) -> Any:
-        module, _, attr = self.ref.partition(":")
+        import pkgutil  # not at the top: most processes never resolve a reference
+
         try:
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            return pkgutil.resolve_name(self.ref)  # imports the module, then walks the dotted attribute
         except Exception as exc:  # reported naming plugin, capability and reference
             raise LazyReferenceError(self.plugin, self.kind, self.name, self.ref,
                                      f"{type(exc).__name__}: {exc}") from None
-        return obj
 
     @property
     def origin(self) -> str:
