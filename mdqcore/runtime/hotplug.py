@@ -37,7 +37,7 @@ from ..versions.ranges import version_key
 from . import undo
 from .checks import base_data, check_package, compare, history
 from .cohorts import in_canary
-from .policy import Policy, in_effect
+from .policy import Policy, in_effect, policy_diff
 
 DEFAULT = "default"
 MAX_REPLANS = 50
@@ -482,8 +482,6 @@ class Runtime:
 
     def set_policy(self, doc: Any, private: Any | None, reason: str) -> int:
         """Make `doc` the operator policy in effect (signed by `private` if given); return the ledger seq."""
-        from .policy import policy_diff
-
         with self._write:
             self.refresh()
             diff = policy_diff(self.base, doc, private)
