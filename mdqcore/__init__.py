@@ -11,8 +11,8 @@ from .plugins import PluginInfo, load as load_plugins
 from .registry import Capability, Registry
 
 # the models (and cattrs behind them) load on first use: registering plugins and `mdq --help` need neither
-_MODEL = {"ATOM_TYPES", "Atom", "Gate", "GateResult", "Idx", "Kpi", "Len", "MdqPackage", "Op", "Provenance",
-          "Rollback", "canonical_json", "load_package", "package_schema"}
+_MODEL = {"ATOM_TYPES", "Atom", "ControlState", "Gate", "GateResult", "Idx", "Kpi", "Len", "MdqPackage", "Op",
+          "Provenance", "Rollback", "canonical_json", "load_package", "package_schema"}
 
 
 def __getattr__(name: str) -> object:
@@ -20,11 +20,8 @@ def __getattr__(name: str) -> object:
         from . import model
 
         return getattr(model, name)
-    if name == "ControlState":
-        from .model.state import ControlState
-
-        return ControlState
     raise AttributeError(f"module 'mdqcore' has no attribute {name!r}")
+
 
 try:
     __version__ = version("mdqcore")

@@ -81,9 +81,6 @@ class UnknownCapabilityError(MdqError, LookupError):
         extra = f"; did you mean {hint!r}?" if hint else ""
         super().__init__(f"no {kind} named {name!r} is registered{extra} (available: {avail})")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 class LazyReferenceError(PluginError):
     """A capability's lazy "module:attr" reference does not resolve; raised on first use."""
@@ -141,6 +138,14 @@ class RequestError(MdqError):
     def __init__(self, status: int, message: str, problems: Iterable[Problem] = ()) -> None:
         self.status, self.message, self.problems = status, message, tuple(problems)
         super().__init__(message)
+
+
+class GateRefusal(MdqError):
+    """A gate refused a package; `.results` holds every gate's result for the ledger."""
+
+    def __init__(self, message: str, results: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 class Rejected(MdqError):

@@ -58,13 +58,6 @@ class PluginInfo:
         }
 
 
-def new_manager() -> pluggy.PluginManager:
-    """Return a pluggy manager that knows every kernel hookspec and no plugin."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    return pm
-
-
 def allowed_plugins(env: dict[str, str] | None = None) -> set[str] | None:
     """Read MDQ_PLUGINS: None means all; else the named plugins plus `core` unless `-core` is named."""
     env = os.environ if env is None else env
@@ -88,20 +81,18 @@ class Loader:
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry if registry is not None else Registry()
-        self.pm = new_manager()
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
 
     def load_entry_points(self, only: Iterable[str] | None = None) -> None:
         """Load every plugin of the entry-point group (core first), or just those named in `only`."""
         eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: (ep.name != CORE, ep.name))
-        wanted = set(only) if only is not None else None
-        seen: set[str] = set()
+        wanted = set(only) if only is not None else {ep.name for ep in eps}
         for ep in eps:
-            if wanted is not None and ep.name not in wanted:
+            if ep.name not in wanted:  # not asked for, or the same distribution seen twice on sys.path
                 continue
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
-            dist = getattr(ep, "dist", None)
+            wanted.discard(ep.name)
+            dist = ep.dist
             info = PluginInfo(ep.name, dist.metadata["Name"] if dist else None, dist.version if dist else None)
             try:
                 obj = ep.load()
@@ -109,7 +100,7 @@ class Loader:
                 self._broken(info, f"import of {ep.value!r} failed: {_summarize(exc)}")
                 continue
             self.add(obj, info)
-        for name in sorted((wanted or set()) - seen):
+        for name in sorted(wanted):  # asked for but not installed
             self._broken(PluginInfo(name), f"MDQ_PLUGINS names {name!r} but no installed distribution "
                                             f"has an entry point {name!r} in group {GROUP!r}")
 
@@ -159,12 +150,11 @@ class Loader:
 
     def _unknown_hooks(self, obj: Any) -> list[str]:
         """Name the hookimpls of `obj` that match no kernel hook (a misspelt hook name)."""
-        problems = []
+        problems, hooks = [], hookspecs.hook_names()
         for attr in dir(obj):
-            if self.pm.parse_hookimpl_opts(obj, attr) is None or hasattr(self.pm.hook, attr) and \
-                    getattr(self.pm.hook, attr).spec is not None:
+            if attr in hooks or self.pm.parse_hookimpl_opts(obj, attr) is None:
                 continue
-            close = difflib.get_close_matches(attr, hookspecs.hook_names(), n=1)
+            close = difflib.get_close_matches(attr, hooks, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"{attr!r} is not an mdq hook{hint}")
         return problems

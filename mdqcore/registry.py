@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 import re
 import typing
@@ -42,11 +41,11 @@ def _check_value(where: str, tp: Any, value: Any) -> Any:
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
             raise RegistrationError(f"{where} = {value!r} is not a finite interval with lo <= hi")
         return (lo, hi)
-    if origin is Sequence or origin is typing.get_origin(Sequence[str]):
+    if origin is Sequence:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
             raise RegistrationError(f"{where} must be a tuple of strings, got {value!r}")
         return tuple(_check_value(f"{where}[{i}]", args[0], v) for i, v in enumerate(value))
-    if origin is Mapping or origin is typing.get_origin(Mapping[str, str]):
+    if origin is Mapping:
         if not isinstance(value, Mapping):
             raise RegistrationError(f"{where} must be a mapping, got {value!r}")
         return {str(k): _check_value(f"{where}[{k!r}]", args[1], v) for k, v in value.items()}
@@ -97,15 +96,13 @@ class Capability:
         return self._obj
 
     def _resolve(self) -> Any:
-        module, _, attr = self.ref.partition(":")
+        import pkgutil  # not at the top: most processes never resolve a reference
+
         try:
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            return pkgutil.resolve_name(self.ref)  # imports the module, then walks the dotted attribute
         except Exception as exc:  # reported naming plugin, capability and reference
             raise LazyReferenceError(self.plugin, self.kind, self.name, self.ref,
                                      f"{type(exc).__name__}: {exc}") from None
-        return obj
 
     @property
     def origin(self) -> str:

@@ -21,16 +21,18 @@ from .errors import SignatureError
 from .model import MdqPackage, canonical_json
 
 
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def key_id(public: Ed25519PublicKey) -> str:
     """Return the short id of a public key."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(_raw(public)).hexdigest()[:16]
 
 
 def public_text(public: Ed25519PublicKey) -> str:
     """Return a public key as base64 of its 32 raw bytes (what a trust policy lists)."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
+    return base64.b64encode(_raw(public)).decode()
 
 
 def load_public(text: str) -> Ed25519PublicKey:
@@ -46,12 +48,12 @@ def generate(directory: str | Path) -> tuple[Path, str]:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     priv = Ed25519PrivateKey.generate()
-    path = d / f"mdq-{key_id(priv.public_key())}.pem"
+    path, text = d / f"mdq-{key_id(priv.public_key())}.pem", public_text(priv.public_key())
     path.write_bytes(priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()))
     path.chmod(0o600)
-    (d / f"mdq-{key_id(priv.public_key())}.pub").write_text(public_text(priv.public_key()) + "\n")
-    return path, public_text(priv.public_key())
+    path.with_suffix(".pub").write_text(text + "\n")
+    return path, text
 
 
 def _bad_key(path: Path, key: object) -> Ed25519PublicKey:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mdqcore
-from mdqcore.versions.installed import check_installed
+from mdqcore.cli.installed import check_installed
 
 
 def test_installed_requirements_hold_and_broken_ones_are_explained(make_dist, tmp_path):

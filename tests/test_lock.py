@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mdqcore.versions.index import Index
-from mdqcore.versions.lock import check_lock, make_lock
+from mdqcore.cli.lock import check_lock, make_lock
 from mdqcore.versions.resolver import Requirement, resolve_cohorts
 
 IDX = Index.of({"a": {"1.0.0": {}, "2.0.0": {"b": "^3"}}, "b": {"3.0.0": {}, "3.1.0": {}}})

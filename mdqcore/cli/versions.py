@@ -55,7 +55,7 @@ def resolve_cmd(index_path: str | None, requires: tuple[str, ...], cohorts: tupl
 
 def _check_lock(index: Any, lock_in: str, as_json: bool) -> None:
     """`mdq resolve --check-lock`: does a lock still hold against the index? Exit 0 / 1 / 2."""
-    from ..versions.lock import check_lock
+    from .lock import check_lock
 
     try:
         lock = json.loads(Path(lock_in).read_text(encoding="utf-8"))
@@ -74,7 +74,7 @@ def _check_lock(index: Any, lock_in: str, as_json: bool) -> None:
 def _resolve(index: Any, requires: tuple[str, ...], cohorts: tuple[str, ...], lock_out: str | None,
              as_json: bool) -> None:
     """`mdq resolve --require ...`: choose versions per cohort, explain a failure, optionally write a lock."""
-    from ..versions.lock import make_lock
+    from .lock import make_lock
     from ..versions.resolver import Requirement, ResolutionImpossible, resolve_cohorts
 
     if not requires:
@@ -111,7 +111,7 @@ def _resolve(index: Any, requires: tuple[str, ...], cohorts: tuple[str, ...], lo
 
 
 def _installed(as_json: bool) -> None:
-    from ..versions.installed import check_installed
+    from .installed import check_installed
 
     checks = check_installed()
     bad = [c for c in checks if not c.ok]

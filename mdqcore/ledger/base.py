@@ -22,7 +22,7 @@ from attrs import field, frozen
 
 from ..errors import LedgerError
 from ..gcpause import gc_paused
-from ..model.state import ControlState
+from ..model.state import ControlState, patch
 
 KINDS = ("genesis", "base", "policy", "received", "rejected", "staged", "shadow_passed", "shadow_failed",
          "shadow_skipped", "canary_started", "observed", "analysis", "promoted", "rolled_back", "aborted", "checkpoint")
@@ -94,8 +94,7 @@ def chain_hash(prev_hash: str, body: dict[str, Any] | str) -> str:
 def event_from_row(text: str, prev_hash: str, hash_: str) -> Event:
     """Rebuild an event from its stored canonical text (the hashed bytes) and hashes."""
     d = orjson.loads(text)
-    return Event(d["seq"], d["ts"], d["kind"], d["cohort"], d["package"], d["version"], d["actor"], d["reason"],
-                 d["payload"], prev_hash, hash_, text)
+    return Event(**{k: d[k] for k in BODY_KEYS}, prev_hash=prev_hash, hash=hash_, text=text)
 
 
 def make_event(seq: int, prev_hash: str, ts: str, kind: str, cohort: str, package: str | None, version: str | None,
@@ -106,8 +105,7 @@ def make_event(seq: int, prev_hash: str, ts: str, kind: str, cohort: str, packag
     body = {"seq": seq, "ts": ts, "kind": kind, "cohort": cohort, "package": package, "version": version,
             "actor": actor, "reason": reason, "payload": payload}
     text = canonical(body)
-    return Event(seq, ts, kind, cohort, package, version, actor, reason, payload, prev_hash,
-                 chain_hash(prev_hash, text), text)
+    return Event(**body, prev_hash=prev_hash, hash=chain_hash(prev_hash, text), text=text)
 
 
 class Ledger(Protocol):
@@ -147,15 +145,6 @@ def diff_from_json(data: list[list[Any]]) -> list[tuple[tuple[str, ...], Any, An
     return [(tuple(p), old, new) for p, old, new in data]
 
 
-def peek_kind(text: str) -> str:
-    """Read the kind from a canonical body without decoding it (keys are sorted: actor, cohort, kind, ...).
-
-    A JSON string cannot hold an unescaped quote, so the first `,"kind":"` is the top-level key.
-    """
-    i = text.find(',"kind":"') + 9
-    return text[i:text.find('"', i)] if i > 8 else ""
-
-
 def _diff(seq: int, payload: Any) -> list[Any]:
     diff = payload.get("diff", []) if isinstance(payload, dict) else None
     if not isinstance(diff, list) or not all(isinstance(c, list) and len(c) == 3 and isinstance(c[0], list)
@@ -178,7 +167,9 @@ def state_events(rows: Iterable[tuple[int, str]], since: int = 0, at: str | None
             raise LedgerError(f"entry {expected} is missing (the next one is {seq}): the ledger was cut; "
                               f"run `mdq ledger verify` and restore it from a copy")
         expected += 1
-        i = text.find(',"kind":"') + 9  # peek_kind, inlined: this loop runs once per event of the ledger
+        # the kind, read without decoding the body: keys are sorted (actor, cohort, kind, ...) and a JSON
+        # string cannot hold an unescaped quote, so the first `,"kind":"` is the top-level key
+        i = text.find(',"kind":"') + 9
         kind = text[i:text.find('"', i)] if i > 8 else ""
         if kind not in state:
             continue
@@ -218,11 +209,7 @@ def replay_with_base(rows: Iterable[tuple[int, str]], at: str | None = None,
             targets = [base, *work.values()] if kind in GLOBAL else [work.get(cohort) or work.setdefault(cohort, dict(base))]
             try:
                 for data in targets:
-                    for path, _old, new in diff:
-                        if new is None:
-                            data.pop(tuple(path), None)
-                        else:
-                            data[tuple(path)] = new
+                    patch(data, diff)
             except (TypeError, ValueError):  # checked here, not up front: replay folds millions of diffs
                 _diff(seq, {"diff": None})
             if kind in GLOBAL:

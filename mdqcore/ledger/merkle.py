@@ -60,10 +60,6 @@ def root(leaves: Iterable[bytes]) -> bytes:
     return root_of_stack(stack)
 
 
-def _mth(hashes: Sequence[bytes], lo: int, hi: int) -> bytes:
-    return root(hashes[lo:hi])
-
-
 def inclusion_proof(hashes: Sequence[bytes], m: int) -> list[bytes]:
     """Return the audit path of leaf m (0-based) in the tree over all `hashes`."""
     def path(lo: int, hi: int) -> list[bytes]:
@@ -71,8 +67,8 @@ def inclusion_proof(hashes: Sequence[bytes], m: int) -> list[bytes]:
             return []
         k = _split(hi - lo)
         if m - lo < k:
-            return path(lo, lo + k) + [_mth(hashes, lo + k, hi)]
-        return path(lo + k, hi) + [_mth(hashes, lo, lo + k)]
+            return path(lo, lo + k) + [root(hashes[lo + k:hi])]
+        return path(lo + k, hi) + [root(hashes[lo:lo + k])]
     if not 0 <= m < len(hashes):
         raise ValueError(f"leaf {m} is not in a tree of {len(hashes)} leaves")
     return path(0, len(hashes))
@@ -101,11 +97,11 @@ def consistency_proof(hashes: Sequence[bytes], m: int) -> list[bytes]:
     """Return the proof that the tree of the first m leaves is a prefix of the tree of all `hashes`."""
     def sub(lo: int, hi: int, first: bool) -> list[bytes]:
         if m - lo == hi - lo:
-            return [] if first else [_mth(hashes, lo, hi)]
+            return [] if first else [root(hashes[lo:hi])]
         k = _split(hi - lo)
         if m - lo <= k:
-            return sub(lo, lo + k, first) + [_mth(hashes, lo + k, hi)]
-        return sub(lo + k, hi, False) + [_mth(hashes, lo, lo + k)]
+            return sub(lo, lo + k, first) + [root(hashes[lo + k:hi])]
+        return sub(lo + k, hi, False) + [root(hashes[lo:lo + k])]
     if not 0 < m <= len(hashes):
         raise ValueError(f"no consistency proof from {m} leaves to {len(hashes)}")
     return sub(0, len(hashes), True)

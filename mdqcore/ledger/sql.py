@@ -17,9 +17,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ..errors import ConflictError, LedgerError
-from .base import CLOSING, GENESIS, STATE_CHANGING, Event, event_from_row, make_event, now_ts
+from .base import CLOSING, GENESIS, GLOBAL, STATE_CHANGING, Event, event_from_row, make_event, now_ts
 
 _STATE_KINDS = ", ".join(f"'{k}'" for k in sorted(STATE_CHANGING))
+_GLOBAL = ", ".join(f"'{k}'" for k in sorted(GLOBAL))
 _CLOSING = ", ".join(f"'{k}'" for k in CLOSING)
 FORMAT = 2  # the ledger layout: genesis entry, hashed-body reads, append-only triggers
 
@@ -68,9 +69,8 @@ class SQLLedger:
         """Return the seq of the newest state-changing event that applies to `cohort` (its own, a base or a policy)."""
         own = self._one(cur, f"SELECT seq FROM {{t}} WHERE cohort = ? AND kind IN ({_STATE_KINDS}) "
                              f"ORDER BY seq DESC LIMIT 1", (cohort,))
-        base = max(self._one(cur, f"SELECT seq FROM {{t}} WHERE kind = '{k}' ORDER BY seq DESC LIMIT 1") or 0
-                   for k in ("base", "policy"))
-        return max(own or 0, base or 0)
+        every = self._one(cur, f"SELECT seq FROM {{t}} WHERE kind IN ({_GLOBAL}) ORDER BY seq DESC LIMIT 1")
+        return max(own or 0, every or 0)
 
     def append(self, kind: str, *, cohort: str, package: str | None = None, version: str | None = None,
                actor: str, reason: str = "", payload: dict[str, Any] | None = None,
@@ -91,22 +91,22 @@ class SQLLedger:
             seq, prev, last_ts = (row[0] + 1, row[1], row[2]) if row else (1, GENESIS, "")
             ts = max(now_ts(), last_ts)  # replay-at-T needs time to follow the sequence
             ev = make_event(seq, prev, ts, kind, cohort, package, version, actor, reason, payload or {})
-            cur.execute(self._sql("INSERT INTO {t}(seq, ts, kind, cohort, package, version, body, prev_hash, hash) "
-                                  "VALUES (?,?,?,?,?,?,?,?,?)"),
-                        (seq, ts, kind, cohort, package, version, ev.text, prev, ev.hash))
+            self._insert(cur, ev)
             self._after_append(cur, ev)
         return ev
+
+    def _insert(self, cur: Any, ev: Event) -> None:
+        cur.execute(self._sql("INSERT INTO {t}(seq, ts, kind, cohort, package, version, body, prev_hash, hash) "
+                              "VALUES (?,?,?,?,?,?,?,?,?)"),
+                    (ev.seq, ev.ts, ev.kind, ev.cohort, ev.package, ev.version, ev.text, ev.prev_hash, ev.hash))
 
     def _genesis(self, actor: str = "mdq") -> None:
         """Give a new ledger its identity: entry 1 is a genesis event with a random nonce (writers only)."""
         with self._write() as cur:
             if self._one(cur, "SELECT COUNT(*) FROM {t}"):
                 return
-            ev = make_event(1, GENESIS, now_ts(), "genesis", "default", None, None, actor, "ledger created",
-                            {"format": FORMAT, "nonce": uuid.uuid4().hex})
-            cur.execute(self._sql("INSERT INTO {t}(seq, ts, kind, cohort, package, version, body, prev_hash, hash) "
-                                  "VALUES (?,?,?,?,?,?,?,?,?)"),
-                        (1, ev.ts, ev.kind, ev.cohort, None, None, ev.text, GENESIS, ev.hash))
+            self._insert(cur, make_event(1, GENESIS, now_ts(), "genesis", "default", None, None, actor,
+                                         "ledger created", {"format": FORMAT, "nonce": uuid.uuid4().hex}))
 
     def events(self, since: int = 0) -> Iterator[Event]:
         """Yield events with seq > since, in order, decoded from their hashed bodies."""

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import LedgerError, NoLedgerError
+from .base import poll_follower
 from .sql import SQLLedger, schema
 
 _APPEND_ONLY = [f"CREATE TRIGGER IF NOT EXISTS events_no_{op.lower()} BEFORE {op} ON events "
@@ -57,6 +58,8 @@ class SQLiteLedger(SQLLedger):
         self.readonly = readonly
         self._lock = threading.Lock()
         self._leads: dict[str, Any] = {}
+        if self.path.is_dir():
+            raise LedgerError(f"ledger {self.path} is a directory, not a ledger file")
         try:
             self._db = self._open_readonly() if readonly else self._open_writer()
         except sqlite3.Error as exc:
@@ -66,8 +69,6 @@ class SQLiteLedger(SQLLedger):
                               f"or choose another with --ledger / MDQ_LEDGER") from None
 
     def _open_writer(self) -> sqlite3.Connection:
-        if self.path.is_dir():
-            raise LedgerError(f"ledger {self.path} is a directory, not a ledger file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
@@ -81,8 +82,6 @@ class SQLiteLedger(SQLLedger):
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.exists():
             raise NoLedgerError(f"no ledger at {self.path} (nothing was created); check --ledger / MDQ_LEDGER")
-        if self.path.is_dir():
-            raise LedgerError(f"ledger {self.path} is a directory, not a ledger file")
         if self.path.stat().st_size == 0:
             raise LedgerError(f"ledger {self.path} is an empty file, not an mdq ledger")
         uri = f"file:{quote(str(self.path.resolve()))}"
@@ -148,8 +147,6 @@ class SQLiteLedger(SQLLedger):
 
     def follow(self, callback: Any, interval: float = 1.0) -> Any:
         """Call `callback` every `interval` seconds so a runtime sees other processes' events."""
-        from .base import poll_follower
-
         return poll_follower(callback, interval)
 
     def _execute(self, sql: str, params: tuple = ()) -> None:

@@ -28,41 +28,29 @@ for _typ, _check in ((str, t.check_str), (float, t.check_float), (int, t.check_i
     _conv.register_structure_hook(_typ, lambda v, _, c=_check: c(v))
 
 
-def _optional(check: Any) -> Any:
-    return lambda v, _: None if v is None else check(v)
-
-
 def _number_or_switch(v: Any, _: Any) -> float | bool | None:
     if v is None or isinstance(v, bool):
         return v
     return t.check_float(v)
 
 
-def _strict_list(tp: Any, conv: cattrs.Converter) -> Any:
-    inner = list_structure_factory(tp, conv)
+def _strict(container: type, what: str, factory: Any) -> Any:
+    """Wrap a cattrs hook factory: its hooks refuse any JSON value but `container` (cattrs would iterate a string)."""
+    def make(tp: Any, conv: cattrs.Converter) -> Any:
+        inner = factory(tp, conv)
 
-    def hook(v: Any, typ: Any) -> Any:
-        if not isinstance(v, list):
-            raise Invalid(f"expected an array, got {t.json_type(v)}")
-        return inner(v, typ)
-    return hook
-
-
-def _strict_dict(tp: Any, conv: cattrs.Converter) -> Any:
-    inner = make_mapping_structure_fn(tp, conv)
-
-    def hook(v: Any, typ: Any) -> Any:
-        if not isinstance(v, dict):
-            raise Invalid(f"expected an object, got {t.json_type(v)}")
-        return inner(v, typ)
-    return hook
+        def hook(v: Any, typ: Any) -> Any:
+            if not isinstance(v, container):
+                raise Invalid(f"expected {what}, got {t.json_type(v)}")
+            return inner(v, typ)
+        return hook
+    return make
 
 
-_conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None) is list, _strict_list)
-_conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None) is dict, _strict_dict)
-_conv.register_structure_hook(Union[float, None], _optional(t.check_float))
-_conv.register_structure_hook(Union[str, None], _optional(t.check_str))
-_conv.register_structure_hook(Union[t.Timestamp, None], _optional(t.check_timestamp))
+_conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None) is list,
+                                      _strict(list, "an array", list_structure_factory))
+_conv.register_structure_hook_factory(lambda tp: getattr(tp, "__origin__", None) is dict,
+                                      _strict(dict, "an object", make_mapping_structure_fn))
 _conv.register_structure_hook(Union[float, bool, None], _number_or_switch)
 
 
@@ -83,7 +71,8 @@ _ATOM_FIELDS = {cls: tuple(f.name for f in attrs.fields(cls)) for cls in ATOM_TY
 _ATOM_GET = {cls: operator.attrgetter(*names) for cls, names in _ATOM_FIELDS.items()}
 
 
-def _unstructure_atom(a: Atom) -> dict[str, Any]:
+def atom_to_json(a: Atom) -> dict[str, Any]:
+    """Return an atom's JSON form ({"type": ..., fields without None})."""
     # hot path for 10,000-atom packages: atom fields are plain scalars, so no generic machinery
     cls = a.__class__
     d: dict[str, Any] = {"type": cls.__name__}
@@ -91,11 +80,6 @@ def _unstructure_atom(a: Atom) -> dict[str, Any]:
         if v is not None:
             d[n] = v
     return d
-
-
-def atom_to_json(atom: Atom) -> dict[str, Any]:
-    """Return an atom's JSON form ({"type": ..., fields without None})."""
-    return _unstructure_atom(atom)
 
 
 def atom_from_json(data: dict[str, Any]) -> Atom:
@@ -112,11 +96,11 @@ def _structure_inverse_item(v: Any, _: Any) -> Any:
 
 
 _conv.register_structure_hook(Atom, _structure_atom)
-_conv.register_unstructure_hook(Atom, _unstructure_atom)
+_conv.register_unstructure_hook(Atom, atom_to_json)
 for _cls in ATOM_TYPES.values():
-    _conv.register_unstructure_hook(_cls, _unstructure_atom)
+    _conv.register_unstructure_hook(_cls, atom_to_json)
 _conv.register_structure_hook(Union[Atom, Literal["..."]], _structure_inverse_item)
-_conv.register_unstructure_hook(Union[Atom, Literal["..."]], lambda v: v if isinstance(v, str) else _unstructure_atom(v))
+_conv.register_unstructure_hook(Union[Atom, Literal["..."]], lambda v: v if isinstance(v, str) else atom_to_json(v))
 
 
 def _format(exc: BaseException, typ: type | None) -> str:
@@ -158,8 +142,7 @@ def structure(data: Any, cls: type, *, source: str = "document") -> Any:
 
 def unstructure(obj: Any) -> Any:
     """Return the JSON-ready form of a model (None-valued optional fields are dropped)."""
-    data = _conv.unstructure(obj)
-    return _drop_none(data)
+    return _drop_none(_conv.unstructure(obj))
 
 
 def _drop_none(x: Any) -> Any:

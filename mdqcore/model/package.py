@@ -6,6 +6,7 @@ from typing import Literal, Union
 
 from attrs import field, frozen
 
+from ..errors import Invalid
 from .atoms import Atom, negate
 from .types import Name, RangeStr, SemVerStr, Timestamp
 
@@ -59,8 +60,6 @@ class MdqPackage:
     signature: str | None = field(default=None, metadata={"doc": "reserved: base64 ed25519 over the canonical JSON"})
 
     def __attrs_post_init__(self) -> None:
-        from ..errors import Invalid
-
         if not self.atoms:
             raise Invalid("a package needs at least one atom in 'atoms'")
 

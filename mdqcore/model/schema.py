@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from types import NoneType, UnionType
 from typing import Any, Literal, Union
 
 import attrs
@@ -43,12 +44,11 @@ def _schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
                 "propertyNames": _schema_of(args[0], defs)}
     if origin is Literal:
         return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
-    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
-        if Atom in args or set(args) >= set(typing.get_args(Atom)):
-            rest = [a for a in args if a not in typing.get_args(Atom) and a is not Atom]
+    if origin in (Union, UnionType):
+        if set(args) >= set(typing.get_args(Atom)):  # Atom | "...": unions flatten, so find the atoms again
+            rest = [a for a in args if a not in typing.get_args(Atom)]
             return {"anyOf": [_schema_of(Atom, defs)] + [_schema_of(a, defs) for a in rest]}
-        opts = [_schema_of(a, defs) if a is not type(None) else {"type": "null"} for a in args]
-        return {"anyOf": opts}
+        return {"anyOf": [_schema_of(a, defs) if a is not NoneType else {"type": "null"} for a in args]}
     raise TypeError(f"no JSON Schema mapping for {tp!r}")
 
 

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from ..errors import PackageError, Problem
-from .atoms import Atom, Gate, Idx, Len, Op
+from .atoms import Atom, Idx, Len, Op
 
 Path = tuple[str, ...]
 Diff = list[tuple[Path, Any, Any]]
 
-# tests > length > lexical > semantic: the order atoms of one package are applied in
+# tests > length > lexical > semantic: the order atoms of one package are applied in (Idx atoms of a
+# semantic feature come last, 3)
 PRIORITY = {"Gate": 0, "Len": 1, "Op": 2, "Idx": 2}
 SEMANTIC_FEATURES = frozenset({"vector", "semantic", "embedding"})
 
@@ -46,12 +47,6 @@ def atom_path(atom: Atom) -> Path:
     return ("param", "Gate", atom.gate, atom.param)
 
 
-def _accumulate(semiring: str, cur: Any, delta: float) -> float:
-    """Fold an index delta into the current value with the feature's semiring (sum or max)."""
-    base = 0.0 if cur is None else cur
-    return base + delta if semiring == "sum" else max(base, delta)
-
-
 def fold(op: str, cur: Any, x: Any) -> Any:
     """Apply one recorded operation: "set" x, "add" x (sum semiring, deltas) or "max" x."""
     if op == "set":
@@ -60,10 +55,13 @@ def fold(op: str, cur: Any, x: Any) -> Any:
     return base + x if op == "add" else max(base, x)
 
 
-def _priority(atom: Atom) -> int:
-    if isinstance(atom, Idx) and atom.feature in SEMANTIC_FEATURES:
-        return 3
-    return PRIORITY[type(atom).__name__]
+def patch(data: dict[Path, Any], diff: Iterable[tuple[Sequence[str], Any, Any]]) -> None:
+    """Apply a diff to a path -> value dict in place: each path takes its new value; a new value None deletes it."""
+    for path, _old, new in diff:
+        if new is None:
+            data.pop(tuple(path), None)
+        else:
+            data[tuple(path)] = new
 
 
 class ControlState:
@@ -124,26 +122,21 @@ class ControlState:
     def apply_diff(self, diff: Iterable[tuple[Path, Any, Any]], seq: int | None = None) -> ControlState:
         """Return a new state with a diff applied (new value None deletes the path)."""
         data = dict(self._raw)
-        for path, _old, new in diff:
-            path = tuple(path)
-            if new is None:
-                data.pop(path, None)
-            else:
-                data[path] = new
+        patch(data, diff)
         return ControlState(data, self.seq if seq is None else seq)
 
-    def plan(self, atoms: Iterable[Atom], *, strict: bool = True) -> Diff:
+    def plan(self, atoms: Iterable[Atom]) -> Diff:
         """Compute the diff that applying `atoms` would make (nothing is changed); see `plan_ops`."""
-        return self.plan_ops(atoms, strict=strict)[0]
+        return self.plan_ops(atoms)[0]
 
-    def plan_ops(self, atoms: Iterable[Atom], *, strict: bool = True) -> tuple[Diff, list[list[Any]]]:
+    def plan_ops(self, atoms: Iterable[Atom]) -> tuple[Diff, list[list[Any]]]:
         """Compute (diff, ops) of applying `atoms`: ops are [path, "set"|"add"|"max", x, old] in the order applied.
 
         Atoms are applied in priority order (tests > length > lexical > semantic); identical
         atoms are applied once; two atoms setting one path to different values are an error. A
         value outside its admissible interval, or that would stop being a finite number, is an
-        error (nothing is clipped silently). With `strict`, an atom whose path has no declared
-        bound or semiring (an unknown operator, parameter or feature) is an error.
+        error (nothing is clipped silently), and so is an atom whose path has no declared bound
+        or semiring (an unknown operator, parameter or feature).
         """
         atoms = list(atoms)
         problems: list[Problem] = []
@@ -158,7 +151,7 @@ class ControlState:
             else:
                 p = atom_path(a)
                 ident = (p, a.delta, a.value, None)
-                prio = _priority(a)
+                prio = PRIORITY[a.__class__.__name__]
             if ident in seen:
                 continue  # idempotent merge: the same atom twice is one change
             seen.add(ident)
@@ -183,13 +176,13 @@ class ControlState:
                 sr = None
             if sr is not None:  # fast path for large packages: a delta on a registered feature
                 op, x = ("add" if sr == "sum" else "max"), a.delta
-                new = _accumulate(sr, cur, x)
+                new = fold(op, cur, x)
                 if not isfinite(new):
                     problems.append(Problem(f"index/{a.feature}/{a.seg} would become {new}", f"$.atoms[{i}]"))
                     continue
             else:
                 try:
-                    new, op, x = self._next_value(a, p, cur, strict)
+                    new, op, x = self._next_value(a, p, cur)
                 except ValueError as exc:
                     problems.append(Problem(str(exc), f"$.atoms[{i}]"))
                     continue
@@ -203,22 +196,14 @@ class ControlState:
             raise PackageError(problems, source="package")
         return [(p, raw.get(p), v) for p, v in work.items() if raw.get(p) != v], ops
 
-    def _next_value(self, a: Atom, p: Path, cur: Any, strict: bool) -> tuple[Any, str, Any]:
-        if a.__class__ is Idx:
-            semiring = self._raw.get(("semiring", a.feature))
-            if semiring is None:
-                if strict:
-                    known = sorted({k[1] for k in self._data if k[0] == "semiring"})
-                    raise ValueError(f"unknown index feature {a.feature!r} (registered: {', '.join(known) or 'none'})")
-                semiring = "sum"
-            if a.value is not None:
-                return float(a.value), "set", float(a.value)
-            new = _accumulate(semiring, cur, a.delta)
-            if not math.isfinite(new):
-                raise ValueError(f"index/{a.feature}/{a.seg} would become {new}")
-            return new, ("add" if semiring == "sum" else "max"), a.delta
+    def _next_value(self, a: Atom, p: Path, cur: Any) -> tuple[Any, str, Any]:
+        if a.__class__ is Idx:  # a delta on a registered feature took plan_ops' fast path
+            if self._raw.get(("semiring", a.feature)) is None:
+                known = sorted({k[1] for k in self._data if k[0] == "semiring"})
+                raise ValueError(f"unknown index feature {a.feature!r} (registered: {', '.join(known) or 'none'})")
+            return float(a.value), "set", float(a.value)
         bound = self._raw.get(("bound", *p[1:]))
-        if bound is None and strict:
+        if bound is None:
             owners = sorted({k[3] for k in self._data if k[0] == "bound" and k[1:3] == p[1:3]})
             what = {"Op": "operator", "Len": "length policy", "Gate": "gate"}[p[1]]
             name = p[2] or "(default)"
@@ -232,14 +217,14 @@ class ControlState:
         new = float(a.value) if a.value is not None else (0.0 if cur is None else cur) + a.delta
         if not math.isfinite(new):
             raise ValueError(f"{'/'.join(p[1:])} would become {new}")
-        if bound is not None and not bound[0] <= new <= bound[1]:
+        if not bound[0] <= new <= bound[1]:
             raise ValueError(f"{'/'.join(p[1:])} would become {new:g}, outside its admissible interval "
                              f"[{bound[0]:g}, {bound[1]:g}]; nothing is clipped: ask for a value inside it")
         return (new, "set", new) if a.value is not None else (new, "add", a.delta)
 
-    def apply(self, atoms: Iterable[Atom], *, strict: bool = True) -> tuple[ControlState, Diff]:
+    def apply(self, atoms: Iterable[Atom]) -> tuple[ControlState, Diff]:
         """Return (new state, diff) after applying atoms; see `plan_ops`."""
-        diff = self.plan(atoms, strict=strict)
+        diff = self.plan(atoms)
         return self.apply_diff(diff), diff
 
     # -- JSON ---------------------------------------------------------------------------------
@@ -262,4 +247,3 @@ class ControlState:
 
     def __repr__(self) -> str:
         return f"ControlState({len(self._data)} entries, seq={self.seq})"
-

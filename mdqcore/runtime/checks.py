@@ -14,15 +14,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import DocumentError, MdqError, PackageError, Problem
+from ..errors import DocumentError, GateRefusal, MdqError, PackageError, Problem
 from ..model import GateResult, MdqPackage
 from ..model.state import ControlState
 from ..registry import Registry
 from ..signing import TrustPolicy
+from ..versions.compat import AXES, check_requires
 from ..versions.ranges import version_key
 from .policy import Policy
-
-AXES = ("operator", "index", "gate")
 
 
 def history(state: ControlState, name: str) -> dict[str, Any]:
@@ -69,14 +68,6 @@ def run_gates(registry: Registry, pkg: MdqPackage, state: ControlState, mandator
     return results
 
 
-class GateRefusal(MdqError):
-    """A gate refused; `.results` holds every gate's result for the ledger."""
-
-    def __init__(self, message: str, results: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.results = results
-
-
 def _check_owner(pkg: MdqPackage, kid: str | None, hist: Mapping[str, Any], policy: Policy) -> None:
     prefixes = [p for p in policy.delegations if pkg.name == p or pkg.name.startswith(p.rstrip(".") + ".")]
     if prefixes:
@@ -108,7 +99,6 @@ def _check_requires(registry: Registry, pkg: MdqPackage, active: ControlState) -
     axes = {k: v for k, v in pkg.requires.items() if k in AXES}
     others = {k: v for k, v in pkg.requires.items() if k not in AXES}
     if axes:
-        from ..versions.compat import check_requires
         check_requires(registry, axes, {}, what=pkg.ref)
     if not others:
         return

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from itertools import takewhile
 from typing import Any
 
@@ -28,14 +29,15 @@ from attrs import frozen
 from ..errors import ConflictError, MdqError, PolicyError, Rejected
 from ..gcpause import gc_paused
 from ..ledger.base import GLOBAL, Event, Ledger, diff_from_json, diff_to_json, normalize_ts, replay_with_base, state_events
-from ..model import MdqPackage, unstructure
+from ..model import MdqPackage, load_package, unstructure
 from ..model.state import ControlState, Diff
 from ..registry import Registry
 from ..signing import TrustPolicy
+from ..versions.ranges import version_key
 from . import undo
-from .checks import GateRefusal, base_data, check_package, compare, history
+from .checks import base_data, check_package, compare, history
 from .cohorts import in_canary
-from .policy import Policy, in_effect
+from .policy import Policy, in_effect, policy_diff
 
 DEFAULT = "default"
 MAX_REPLANS = 50
@@ -147,12 +149,12 @@ class Runtime:
                     del self.rollouts[cohort]  # concluded: promoted, rolled back or aborted
                     if kind == "aborted":
                         self._swap(cohort, Slot(self._slots[cohort].active))
-                if kind in ("canary_started", "aborted"):
-                    if kind == "canary_started":
-                        self._canary(seq, cohort, payload)
-                    continue
-                self._apply_diff(seq, kind, cohort, own[1] if own is not None and seq == own[0] else diff_from_json(diff))
-                n += 1
+                if kind == "canary_started":
+                    self._canary(seq, cohort, payload)
+                elif kind != "aborted":
+                    mine = own is not None and seq == own[0]
+                    self._apply_diff(seq, kind, cohort, own[1] if mine else diff_from_json(diff))
+                    n += 1
             self._seen = last[0]
             return n
 
@@ -160,14 +162,12 @@ class Runtime:
         """A live canary: remember the rollout, and route its share of requests if it was planned on our state."""
         if not payload.get("live"):
             return
-        from ..model import load_package
-
         diff = diff_from_json(payload.get("diff", []))
         info = {"seq": seq, "cohort": cohort, "package": load_package(payload["package"]), "parent": payload["parent"],
                 "diff": diff, "fraction": payload["fraction"], "salt": payload["salt"], "spec": payload["spec"],
                 "downgrade": bool(payload.get("downgrade"))}
         self.rollouts[cohort] = info
-        slot = self._slots.get(cohort) or Slot(self.base)
+        slot = self._slot(cohort)
         if slot.active.seq == info["parent"]:
             self._swap(cohort, Slot(slot.active, slot.active.apply_diff(diff), info["fraction"], info["salt"]))
 
@@ -177,7 +177,7 @@ class Runtime:
             for c, slot in list(self._slots.items()):
                 self._swap(c, Slot(slot.active.apply_diff(diff, seq=seq)))
             return
-        slot = self._slots.get(cohort) or Slot(self.base)
+        slot = self._slot(cohort)
         self._swap(cohort, Slot(slot.active.apply_diff(diff, seq=seq)))  # a stale canary is dropped
         for listener in self._listeners:
             listener(cohort, diff)
@@ -224,6 +224,10 @@ class Runtime:
                                   version=pkg.semver if pkg else None, actor=self.actor, reason=reason,
                                   payload=payload)
 
+    def _slot(self, cohort: str) -> Slot:
+        """The cohort's slot; a cohort without state of its own starts from the base."""
+        return self._slots.get(cohort) or Slot(self.base)
+
     def _swap(self, cohort: str, slot: Slot) -> None:
         self._slots[cohort] = slot
         if cohort == DEFAULT:
@@ -256,7 +260,7 @@ class Runtime:
         timeout = self.policy_or_default().inflight_timeout_s
         for first, last in self.ledger.open_applies():
             owner = first.payload.get("owner") or {}
-            idle = time.time() - _epoch(last.ts)
+            idle = time.time() - datetime.fromisoformat(normalize_ts(last.ts)).timestamp()
             # a live rollout is run by the servers, not by the process that began it
             live = last.kind in ("observed", "analysis") or (last.kind == "canary_started" and last.payload.get("live"))
             if owner.get("host") == OWNER["host"] and owner.get("pid") is not None and not live:
@@ -297,7 +301,7 @@ class Runtime:
                 kpis = self._analyse(pkg, cohort, policy, active, staged, inputs,
                                      policy.canary.fraction if canary is None else canary)
                 try:
-                    ev = self._promote(pkg.name, pkg.semver, cohort, diff, active.seq, why or "KPIs held")
+                    ev = self._commit("promoted", pkg.name, pkg.semver, cohort, diff, active.seq, why or "KPIs held")
                 except ConflictError as exc:  # another writer changed the cohort meanwhile: plan again on top of it
                     conflict = str(exc)
                     continue
@@ -333,9 +337,7 @@ class Runtime:
         """
         with self._write:
             self.refresh()
-            info = next((r for r in self.rollouts.values() if r["seq"] == rollout), None)
-            if info is None:
-                raise Rejected(str(rollout), "canary", f"no live rollout started at entry {rollout}")
+            info = self._rollout(rollout)
             pkg = info["package"]
             who = actor or self.actor
             if not promote:
@@ -345,20 +347,23 @@ class Runtime:
                 self.refresh()
                 return ev
             try:
-                ev = self._promote(pkg.name, pkg.semver, info["cohort"], info["diff"], info["parent"], reason,
-                                   rollout=rollout, actor=who, **(figures or {}))
+                return self._commit("promoted", pkg.name, pkg.semver, info["cohort"], info["diff"], info["parent"],
+                                    reason, rollout=rollout, actor=who, **(figures or {}))
             except ConflictError as exc:
                 return self._replan(info, str(exc))
-            return ev
 
     def replan_rollout(self, rollout: int, why: str) -> Event:
         """Re-plan a live rollout whose cohort moved on (every check again); return the new `canary_started`."""
         with self._write:
             self.refresh()
-            info = next((r for r in self.rollouts.values() if r["seq"] == rollout), None)
-            if info is None:
-                raise Rejected(str(rollout), "canary", f"no live rollout started at entry {rollout}")
+            info = self._rollout(rollout)
             return self._replan(info, why)
+
+    def _rollout(self, seq: int) -> dict[str, Any]:
+        info = next((r for r in self.rollouts.values() if r["seq"] == seq), None)
+        if info is None:
+            raise Rejected(str(seq), "canary", f"no live rollout started at entry {seq}")
+        return info
 
     def _replan(self, info: Mapping[str, Any], why: str) -> Event:
         active, policy, _staged, diff = self._prepare(info["package"], info["cohort"], why, info["downgrade"], why)
@@ -377,9 +382,9 @@ class Runtime:
                  conflict: str) -> tuple[ControlState, Policy, ControlState, Diff]:
         """Check and stage against the cohort's current state, recording `staged` (or `rejected`, raising)."""
         if conflict:
-            self._swap(cohort, Slot((self._slots.get(cohort) or Slot(self.base)).active))
+            self._swap(cohort, Slot(self._slot(cohort).active))
             self.refresh()
-        active = (self._slots.get(cohort) or Slot(self.base)).active
+        active = self._slot(cohort).active
         try:
             live = self.rollouts.get(cohort)
             if live is not None and not conflict:
@@ -398,22 +403,22 @@ class Runtime:
                   changes=len(diff), parent=active.seq, gates=gates)
         return active, policy, staged, diff
 
-    def _promote(self, name: str, version: str, cohort: str, diff: Diff, parent: int, reason: str,
-                 actor: str | None = None, **extra: Any) -> Event:
+    def _commit(self, kind: str, name: str, version: str, cohort: str, diff: Diff, parent: int, reason: str,
+                actor: str | None = None, **extra: Any) -> Event:
+        """Record a promotion or rollback if `parent` is still the cohort's head (else ConflictError)."""
         with gc_paused():
-            ev = self.ledger.append("promoted", cohort=cohort, package=name, version=version, actor=actor or self.actor,
+            ev = self.ledger.append(kind, cohort=cohort, package=name, version=version, actor=actor or self.actor,
                                     reason=reason, payload={"diff": diff_to_json(diff), "parent": parent, **extra},
                                     expect=(cohort, parent))
-            self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our promotion in through it
+            self.refresh(own=(ev.seq, diff))  # the ledger's order is the truth: fold our change in through it
         return ev
 
     def _start_canary(self, pkg: MdqPackage, cohort: str, policy: Policy, active: ControlState, diff: Diff,
                       fraction: float, replanned: str, replaces: int | None = None) -> Event:
-        spec = attrs.asdict(policy.canary)
         ev = self._log("canary_started", cohort, pkg, f"live: {fraction:.0%} of requests to the staged state"
                        + (f"; re-planned: {replanned}" if replanned else ""), live=True, fraction=fraction,
-                       salt=f"{pkg.ref}#{active.seq}", parent=active.seq, diff=diff_to_json(diff), spec=spec,
-                       package=unstructure(pkg), downgrade=False, rollout=replaces)
+                       salt=f"{pkg.ref}#{active.seq}", parent=active.seq, diff=diff_to_json(diff),
+                       spec=attrs.asdict(policy.canary), package=unstructure(pkg), downgrade=False, rollout=replaces)
         self.refresh()
         return ev
 
@@ -470,20 +475,13 @@ class Runtime:
                 diff.append((("history", name), slot.active.get(("history", name)),
                              {**hist, "rolled_back": sorted({*hist["rolled_back"], entry["version"]})}))
                 try:
-                    ev = self.ledger.append("rolled_back", cohort=cohort, package=name, version=entry["version"],
-                                            actor=self.actor, reason=reason,
-                                            payload={"diff": diff_to_json(diff), "parent": slot.active.seq},
-                                            expect=(cohort, slot.active.seq))
+                    return self._commit("rolled_back", name, entry["version"], cohort, diff, slot.active.seq, reason).seq
                 except ConflictError:
                     continue
-                self.refresh(own=(ev.seq, diff))
-                return ev.seq
             raise Rejected(name, "check", "the cohort kept changing under the rollback; try again")
 
     def set_policy(self, doc: Any, private: Any | None, reason: str) -> int:
         """Make `doc` the operator policy in effect (signed by `private` if given); return the ledger seq."""
-        from .policy import policy_diff
-
         with self._write:
             self.refresh()
             diff = policy_diff(self.base, doc, private)
@@ -505,7 +503,7 @@ class Runtime:
             if problems:
                 raise MdqError("; ".join(problems))
         hist = history(pre, pkg.name)
-        top = pkg.semver if hist["max"] is None or _newer(pkg.semver, hist["max"]) else hist["max"]
+        top = pkg.semver if hist["max"] is None or version_key(pkg.semver) > version_key(hist["max"]) else hist["max"]
         changes.append((("package", pkg.name), pre.get(("package", pkg.name)),
                         undo.entry(pkg.semver, undo.next_n(pre), ops, kid)))
         changes.append((("history", pkg.name), pre.get(("history", pkg.name)),
@@ -517,18 +515,6 @@ class Runtime:
             merged[p] = (merged[p][0] if p in merged else old, new)
         full = [(p, o, n) for p, (o, n) in merged.items() if o != n]
         return active.apply_diff(full), full
-
-
-def _newer(a: str, b: str) -> bool:
-    from ..versions.ranges import version_key
-
-    return version_key(a) > version_key(b)
-
-
-def _epoch(ts: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(normalize_ts(ts).replace("Z", "+00:00")).timestamp()
 
 
 __all__ = ["ApplyResult", "DEFAULT", "Runtime", "Slot"]

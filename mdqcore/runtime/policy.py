@@ -14,9 +14,10 @@ from typing import Any
 from attrs import asdict, field, frozen
 
 from ..errors import DocumentError, PolicyError, SignatureError
+from ..ledger.base import canonical
 from ..model.convert import structure
 from ..model.jsontext import Limits
-from ..signing import TrustPolicy
+from ..signing import TrustPolicy, sign_bytes
 
 PATH = ("policy",)
 
@@ -89,15 +90,11 @@ def in_effect(state: Any, trust: TrustPolicy) -> Policy:
 
 
 def _signed(doc: Any) -> bytes:
-    from ..ledger.base import canonical
-
     return canonical(doc).encode("utf-8")
 
 
 def policy_diff(state: Any, doc: Any, private: Any | None) -> list[tuple[tuple[str, ...], Any, Any]]:
     """Return the diff that makes `doc` (validated) the policy in effect, signed by `private` if given."""
-    from ..signing import sign_bytes
-
     clean = Policy.from_json(doc).to_json()
     entry = {"doc": clean, "signature": sign_bytes(_signed(clean), private) if private is not None else None}
     return [(PATH, state.get(PATH), entry)]

@@ -75,7 +75,7 @@ def inverse_problems(pre: ControlState, post: ControlState, diff: Diff, inverse:
     from ..errors import PackageError
 
     try:
-        undone, back = post.apply(inverse, strict=True)
+        undone, back = post.apply(inverse)
     except PackageError as exc:
         return [f"the inverse atoms are invalid: {p}" for p in exc.problems]
     changed = {p for p, _o, _n in diff if p[0] not in ("package", "history")}

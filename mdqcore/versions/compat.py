@@ -41,11 +41,9 @@ class RangeRule:
 
     def __call__(self, versions: Mapping[str, str]) -> tuple[str, str] | None:
         """Return (verdict, reason) when every named axis matches, else None."""
-        for axis, rng in self._ranges.items():
-            v = versions.get(axis)
-            if v is None or not rng.contains(v):
-                return None
-        return self.verdict, self.reason
+        matches = all(versions.get(axis) is not None and rng.contains(versions[axis])
+                      for axis, rng in self._ranges.items())
+        return (self.verdict, self.reason) if matches else None
 
 
 @frozen
@@ -100,11 +98,8 @@ def evaluate(registry: Registry, versions: Mapping[str, str]) -> Decision:
 
 def known_versions(registry: Registry) -> dict[str, list[str]]:
     """Return the versions of each axis that installed capabilities declare."""
-    out = {}
-    for axis, kind in AXIS_KIND.items():
-        vs = {c.version for c in registry.of_kind(kind) if c.version}
-        out[axis] = sorted(vs, key=version_key)
-    return out
+    return {axis: sorted({c.version for c in registry.of_kind(kind) if c.version}, key=version_key)
+            for axis, kind in AXIS_KIND.items()}
 
 
 def matrix(registry: Registry, axes: Mapping[str, Sequence[str]]) -> list[Decision]:

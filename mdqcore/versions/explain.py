@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from .ranges import version_key
@@ -25,15 +26,9 @@ class Explainer:
         if label is not None:
             return label
         vs = self.s.versions[pkg]
-        runs: list[list[str]] = []
-        prev = -2
-        for i, v in enumerate(vs):
-            if (mask >> i) & 1:
-                if i == prev + 1:
-                    runs[-1].append(v)
-                else:
-                    runs.append([v])
-                prev = i
+        # runs of neighbouring versions in the set: "1.x" when a run is a whole major, "1.2.x" a whole minor
+        runs = [[v for _i, v in run] for inside, run in groupby(enumerate(vs), key=lambda iv: (mask >> iv[0]) & 1)
+                if inside]
         parts = []
         for run in runs:
             keys = [version_key(v) for v in run]
@@ -49,7 +44,7 @@ class Explainer:
                 parts.append(f"{run[0]} - {run[-1]}")
         return " || ".join(parts)
 
-    def term(self, pkg: str, mask: int, none: bool, *, positive_view: bool = True) -> str:
+    def term(self, pkg: str, mask: int, none: bool) -> str:
         """Describe one term as 'pkg RANGE' (positive) or 'not pkg RANGE'."""
         if pkg == ROOT:
             return "root"
@@ -57,7 +52,7 @@ class Explainer:
             return pkg if mask == self.s.full(pkg) else f"{pkg} {self.versions_text(pkg, mask)}"
         return f"not {pkg} {self.versions_text(pkg, self.s.full(pkg) & ~mask)}".rstrip()
 
-    def positive(self, pkg: str, mask: int, none: bool) -> str:
+    def positive(self, pkg: str, mask: int) -> str:
         """Describe what a negative term forbids not having, i.e. its inverse."""
         return self.term(pkg, self.s.full(pkg) & ~mask, False)
 
@@ -85,18 +80,18 @@ class Explainer:
         items = list(t.items())
         if len(items) == 1:
             pkg, (m, n) = items[0]
-            return f"{self.term(pkg, m, n)} is forbidden" if not n else f"{self.positive(pkg, m, n)} is required"
+            return f"{self.term(pkg, m, n)} is forbidden" if not n else f"{self.positive(pkg, m)} is required"
         pos = [(p, x) for p, x in items if not x[1]]
         neg = [(p, x) for p, x in items if x[1]]
         if len(items) == 2 and len(pos) == 1:
-            (pp, (pm, _)), (np_, (nm, nn)) = pos[0], neg[0]
-            return f"{self.term(pp, pm, False)} requires {self.positive(np_, nm, nn)}"
+            (pp, (pm, _)), (np_, (nm, _)) = pos[0], neg[0]
+            return f"{self.term(pp, pm, False)} requires {self.positive(np_, nm)}"
         if not neg:
             return " and ".join(self.term(p, m, n) for p, (m, n) in pos) + " are incompatible"
         if not pos:
-            return "either " + " or ".join(self.positive(p, m, n) for p, (m, n) in neg) + " must be selected"
+            return "either " + " or ".join(self.positive(p, m) for p, (m, _) in neg) + " must be selected"
         return ("if " + " and ".join(self.term(p, m, n) for p, (m, n) in pos) + " then one of "
-                + ", ".join(self.positive(p, m, n) for p, (m, n) in neg) + " is required")
+                + ", ".join(self.positive(p, m) for p, (m, _) in neg) + " is required")
 
     def explain(self, failure: Incompatibility) -> str:
         """Return the numbered explanation of why `failure` holds (iterative: deep chains are fine)."""

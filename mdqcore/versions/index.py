@@ -9,7 +9,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ..errors import DocumentError
+from ..errors import DocumentError, Problem
 from ..model.convert import parse_json, structure
 from ..model.types import Name, RangeStr, SemVerStr
 
@@ -42,7 +42,6 @@ class Index:
         try:
             raw = p.read_bytes()
         except OSError as exc:
-            from ..errors import Problem
             raise DocumentError([Problem(f"cannot read file: {exc.strerror}")], source=str(p)) from None
         return cls.from_dict(parse_json(raw, source=str(p)), source=str(p))
 

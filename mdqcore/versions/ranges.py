@@ -89,22 +89,17 @@ def _partial(text: str, whole: str) -> tuple[int | None, int | None, int | None,
 
 def _desugar(op: str, text: str, whole: str) -> list[Comparator]:
     maj, mi, pa, pre = _partial(text, whole)
-    if op == "^":
+    if op in ("^", "~"):
         if maj is None:
             return [_cmp(">=", 0, 0, 0)]
-        lo = _cmp(">=", maj, mi or 0, pa or 0, pre)
-        if maj > 0 or mi is None:
-            return [lo, _cmp("<", maj + 1, 0, 0, "0")]
-        if mi > 0 or pa is None:
-            return [lo, _cmp("<", 0, mi + 1, 0, "0")]
-        return [lo, _cmp("<", 0, 0, pa + 1, "0")]
-    if op == "~":
-        if maj is None:
-            return [_cmp(">=", 0, 0, 0)]
-        lo = _cmp(">=", maj, mi or 0, pa or 0, pre)
-        if mi is None:
-            return [lo, _cmp("<", maj + 1, 0, 0, "0")]
-        return [lo, _cmp("<", maj, mi + 1, 0, "0")]
+        # ~ allows patch changes (minor ones if no minor is given); ^ any change left of the first non-zero part
+        if mi is None or (op == "^" and maj > 0):
+            nxt = (maj + 1, 0, 0)
+        elif op == "~" or mi > 0 or pa is None:
+            nxt = (maj, mi + 1, 0)
+        else:
+            nxt = (0, 0, pa + 1)
+        return [_cmp(">=", maj, mi or 0, pa or 0, pre), _cmp("<", *nxt, "0")]
     if maj is None:  # *, x, or op with x: anything (>x / <x match nothing)
         return [_cmp("<", 0, 0, 0, "0")] if op in ("<", ">") else [_cmp(">=", 0, 0, 0)]
     if pa is not None:
@@ -123,22 +118,12 @@ def _desugar(op: str, text: str, whole: str) -> list[Comparator]:
     return [_cmp("<", *nxt, "0")]  # <=
 
 
-def _hyphen(lo_text: str, hi_text: str, whole: str) -> list[Comparator]:
-    lmaj, lmi, lpa, lpre = _partial(lo_text, whole)
-    out = [_cmp(">=", lmaj or 0, lmi or 0, lpa or 0, lpre)]
-    hmaj, hmi, hpa, hpre = _partial(hi_text, whole)
-    if hmaj is None:
-        return out
-    if hpa is not None:
-        return out + [_cmp("<=", hmaj, hmi, hpa, hpre)]
-    return out + ([_cmp("<", hmaj + 1, 0, 0, "0")] if hmi is None else [_cmp("<", hmaj, hmi + 1, 0, "0")])
-
-
 def _parse_set(text: str, whole: str) -> tuple[Comparator, ...]:
     text = text.strip()
     hy = re.fullmatch(r"(\S+)\s+-\s+(\S+)", text)
-    if hy:
-        return tuple(_hyphen(hy.group(1), hy.group(2), whole))
+    if hy:  # a - b is >=a <=b, where a partial b means "up to the end of it" and x means no upper bound
+        lo = _desugar(">=", hy.group(1), whole)
+        return tuple(lo if _partial(hy.group(2), whole)[0] is None else lo + _desugar("<=", hy.group(2), whole))
     if not text:
         return (_cmp(">=", 0, 0, 0),)
     # glue operators to their version: ">= 1.2.3" -> ">=1.2.3"
@@ -180,10 +165,6 @@ class Range:
                     return True
         return False
 
-    def filter(self, versions: Iterable[str]) -> list[str]:
-        """Return the versions that satisfy this range, in the order given."""
-        return [v for v in versions if self.contains(v)]
-
     def normalized(self) -> str:
         """Return the desugared form, e.g. '>=1.2.3 <2.0.0-0'."""
         return " || ".join(" ".join(map(str, s)) for s in self.sets)
@@ -209,5 +190,4 @@ def satisfies(version: str, range_text: str) -> bool:
 def max_satisfying(versions: Iterable[str], range_text: str) -> str | None:
     """Return the highest version that satisfies the range, or None."""
     r = Range.parse(range_text)
-    ok = [v for v in versions if r.contains(v)]
-    return max(ok, key=version_key) if ok else None
+    return max((v for v in versions if r.contains(v)), key=version_key, default=None)

@@ -67,6 +67,7 @@ class _Assignment:
     level: int
     index: int
     cause: Incompatibility | None  # None for a decision
+    acc: tuple[int, bool]  # the package's term once this and every earlier assignment of it hold
 
 
 class Resolver:
@@ -135,11 +136,11 @@ class Resolver:
         return _INCONC
 
     def _assign(self, pkg: str, mask: int, none: bool, cause: Incompatibility | None) -> None:
-        a = _Assignment(pkg, mask, none, len(self.decisions), len(self.assignments), cause)
-        self.assignments.append(a)
-        self.by_pkg.setdefault(pkg, []).append(a)
         am, an = self.acc.get(pkg, (self.full(pkg), True))
         self.acc[pkg] = (am & mask, an and none)
+        a = _Assignment(pkg, mask, none, len(self.decisions), len(self.assignments), cause, self.acc[pkg])
+        self.assignments.append(a)
+        self.by_pkg.setdefault(pkg, []).append(a)
         if not (an and none) and pkg not in self.decisions:
             self.pending.add(pkg)
 
@@ -176,12 +177,8 @@ class Resolver:
         return unsatisfied
 
     def _satisfier(self, pkg: str, mask: int, none: bool) -> _Assignment:
-        am, an = self.full(pkg), True
-        for a in self.by_pkg[pkg]:
-            am, an = am & a.mask, an and a.none
-            if not (am & ~mask) and (not an or none):
-                return a
-        raise AssertionError(f"no satisfier for {pkg}")  # pragma: no cover - solver invariant
+        """Return the earliest assignment after which the package's term satisfies (mask, none)."""
+        return next(a for a in self.by_pkg[pkg] if not (a.acc[0] & ~mask) and (not a.acc[1] or none))
 
     def _resolve_conflict(self, inc: Incompatibility) -> Incompatibility:
         new = False
@@ -240,11 +237,8 @@ class Resolver:
             if not lst:
                 self.acc.pop(pkg, None)
                 continue
-            am, an = self.full(pkg), True
-            for a in lst:
-                am, an = am & a.mask, an and a.none
-            self.acc[pkg] = (am, an)
-            if not an and pkg not in self.decisions:
+            self.acc[pkg] = lst[-1].acc
+            if not lst[-1].acc[1] and pkg not in self.decisions:
                 self.pending.add(pkg)
 
     def _decide(self) -> str | None:
@@ -324,9 +318,8 @@ def resolve_cohorts(index: Index, requirements: Iterable[Requirement | str],
     names = {"default", *cohorts, *(r.cohort for r in reqs if r.cohort)}
     out = {}
     for c in sorted(names):
-        mine = [r for r in reqs if r.cohort is None] + [r for r in reqs if r.cohort == c]
         # a cohort's own requirement on a name replaces the shared one (that is what a gray group is for)
         own = {r.name for r in reqs if r.cohort == c}
-        mine = [r for r in mine if r.cohort == c or r.name not in own]
-        out[c] = resolve(index, mine)
+        shared = [r for r in reqs if r.cohort is None and r.name not in own]
+        out[c] = resolve(index, shared + [r for r in reqs if r.cohort == c])
     return out

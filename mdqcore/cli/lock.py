@@ -1,13 +1,17 @@
-"""Lock files: the versions a resolution chose, per cohort, and a re-check against an index."""
+"""Lock files: the versions a resolution chose, per cohort, and a re-check against an index.
+
+Only `mdq resolve --lock` writes them and only `mdq resolve --check-lock` reads them; the
+runtime never does, which is why they live with the CLI.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .index import Index
-from .ranges import Range
-from .resolver import Requirement
+from ..versions.index import Index
+from ..versions.ranges import Range
+from ..versions.resolver import Requirement
 
 LOCK_VERSION = 1
 
