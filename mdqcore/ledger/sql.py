@@ -12,7 +12,7 @@ them (see base.py), and `verify` checks each against the hashed body.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -22,6 +22,7 @@ from .base import CLOSING, GENESIS, GLOBAL, STATE_CHANGING, Event, event_from_ro
 _STATE_KINDS = ", ".join(f"'{k}'" for k in sorted(STATE_CHANGING))
 _GLOBAL = ", ".join(f"'{k}'" for k in sorted(GLOBAL))
 _CLOSING = ", ".join(f"'{k}'" for k in CLOSING)
+PAGE = 8192  # rows per query when reading the whole ledger
 FORMAT = 2  # the ledger layout: genesis entry, hashed-body reads, append-only triggers
 
 
@@ -50,8 +51,8 @@ class SQLLedger:
         """Open a write transaction holding the writers' lock; yield a cursor-like object with execute()."""
         raise NotImplementedError
 
-    def _rows(self, sql: str, params: tuple = ()) -> Iterable[tuple]:
-        """Run a read query and return its rows."""
+    def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run a read query and return all its rows (fetched at once: no statement outlives the call)."""
         raise NotImplementedError
 
     def _after_append(self, cur: Any, ev: Event) -> None:
@@ -108,10 +109,20 @@ class SQLLedger:
             self._insert(cur, make_event(1, GENESIS, now_ts(), "genesis", "default", None, None, actor,
                                          "ledger created", {"format": FORMAT, "nonce": uuid.uuid4().hex}))
 
+    def _pages(self, columns: str, since: int) -> Iterator[tuple]:
+        """Yield rows after `since` in order, a page per query: no statement stays open between yields,
+        so another thread may write on the same connection meanwhile and see the true head."""
+        sql = self._sql(f"SELECT {columns} FROM {{t}} WHERE seq > ? ORDER BY seq LIMIT {PAGE}")
+        while True:
+            page = self._rows(sql, (since,))
+            yield from page
+            if len(page) < PAGE:
+                return
+            since = page[-1][0]
+
     def events(self, since: int = 0) -> Iterator[Event]:
         """Yield events with seq > since, in order, decoded from their hashed bodies."""
-        for seq, body, prev, h in self._rows(self._sql("SELECT seq, body, prev_hash, hash FROM {t} WHERE seq > ? "
-                                                       "ORDER BY seq"), (since,)):
+        for seq, body, prev, h in self._pages("seq, body, prev_hash, hash", since):
             try:
                 ev = event_from_row(body, prev, h)
             except (ValueError, TypeError, KeyError) as exc:
@@ -123,12 +134,11 @@ class SQLLedger:
 
     def rows(self, since: int = 0) -> Iterator[tuple[int, str]]:
         """Yield (seq, body text) of every event after `since`, in order."""
-        yield from self._rows(self._sql("SELECT seq, body FROM {t} WHERE seq > ? ORDER BY seq"), (since,))
+        return self._pages("seq, body", since)
 
     def raw_rows(self) -> Iterator[tuple[Any, ...]]:
         """Yield (seq, ts, kind, cohort, package, version, body, prev_hash, hash) of every row, for verify."""
-        yield from self._rows(self._sql("SELECT seq, ts, kind, cohort, package, version, body, prev_hash, hash "
-                                        "FROM {t} ORDER BY seq"))
+        return self._pages("seq, ts, kind, cohort, package, version, body, prev_hash, hash", 0)
 
     def head(self) -> int:
         """Return the last sequence number (0 for an empty ledger)."""

@@ -116,15 +116,12 @@ class SQLiteLedger(SQLLedger):
                     raise LedgerError(_say(self.path, exc)) from None
                 raise
 
-    def _rows(self, sql: str, params: tuple = ()) -> Iterator[tuple]:
+    def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         try:
-            yield from self._db.execute(sql, params)
+            with self._lock:  # one connection, several threads: a follower reads while the server appends
+                return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise LedgerError(_say(self.path, exc)) from None
-
-    def rows(self, since: int = 0) -> Iterator[tuple[int, str]]:
-        """Yield (seq, body text) of every event after `since`, in order (replay's hot loop: one generator only)."""
-        return self._rows("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq", (since,))
 
     def try_lead(self, name: str) -> bool:
         """Try to become the one holder of the lock `name` among the processes sharing this file (non-blocking).
