@@ -19,7 +19,7 @@ def test_completion_defaults_follow_openai():
     assert (r.prompts, r.max_tokens, r.temperature, r.top_p, r.n, r.seed, r.stop) == (("Hello",), 16, 1.0, 1.0, 1, None, ())
     assert not r.chat and r.messages == ()
     r = parse(C, {"model": "m", "prompt": ["a", "b"], "max_tokens": 5, "temperature": 0, "n": 3, "seed": -7,
-                  "stop": "\n", "top_p": 0.5, "user": "u1", "stream": False, "presence_penalty": 0, "logprobs": None})
+                  "stop": "\n", "top_p": 0.5, "user": "u1", "key": "k1", "stream": False, "presence_penalty": 0, "logprobs": None})
     assert (r.prompts, r.max_tokens, r.temperature, r.n, r.seed, r.stop, r.top_p) == (("a", "b"), 5, 0.0, 3, -7, ("\n",), 0.5)
 
 
@@ -46,11 +46,11 @@ def test_streaming_is_a_clear_400():
 
 def test_every_problem_is_reported_at_its_path():
     status, where = problems(C, {"model": 3, "prompt": ["ok", "", [1, 2], 7], "n": 0, "temperature": 2.5,
-                                 "top_p": 0, "max_tokens": True, "seed": 1.5, "stop": ["", 5], "user": 9,
+                                 "top_p": 0, "max_tokens": True, "seed": 1.5, "stop": ["", 5], "user": 9, "key": 1,
                                  "frobnicate": 1, "best_of": 3, "presence_penalty": 0.5, "echo": 0})
     assert status == 422
     assert set(where) == {"$.model", "$.prompt[1]", "$.prompt[2]", "$.prompt[3]", "$.n", "$.temperature", "$.top_p",
-                          "$.max_tokens", "$.seed", "$.stop[0]", "$.stop[1]", "$.user", "$.frobnicate", "$.best_of",
+                          "$.max_tokens", "$.seed", "$.stop[0]", "$.stop[1]", "$.user", "$.key", "$.frobnicate", "$.best_of",
                           "$.presence_penalty", "$.echo"}
     assert "control state" in where["$.best_of"] and "unknown field" in where["$.frobnicate"]
     assert "token-id prompts" in where["$.prompt[2]"] and "empty prompt" in where["$.prompt[1]"]

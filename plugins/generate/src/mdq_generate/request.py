@@ -2,7 +2,7 @@
 
 Fields served (as in OpenAI's API): model, prompt (completions: a string or a list of strings)
 or messages (chat: role + text content), max_tokens (chat also max_completion_tokens),
-temperature, top_p, n, seed, stop, user, stream (false only). A field OpenAI defines but this
+temperature, top_p, n, seed, stop, user, stream (false only), and mdq's routing `key`. A field OpenAI defines but this
 server does not implement is accepted at its neutral value (presence_penalty 0, logprobs null,
 ...) and refused otherwise, so a client never silently gets something other than it asked
 for. `best_of` is refused: best-of-n is the operator's, set in the control state.
@@ -34,7 +34,8 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "tool_choice": (None, "none"), "response_format": (None, {"type": "text"}), "parallel_tool_calls": (None, False, True),
     "service_tier": (None, "auto", "default"), "store": (None, False), "metadata": (None, {}),
 }
-COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "seed", "stop", "stream", "user", "best_of"}
+# `key`: mdq's routing key (which live-canary arm a request falls in), as `mdq serve` reads it from a body
+COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "seed", "stop", "stream", "user", "best_of", "key"}
 FIELDS = {"/v1/completions": COMMON | {"prompt"},
           "/v1/chat/completions": COMMON | {"messages", "max_completion_tokens"}}
 
@@ -220,8 +221,9 @@ def parse(route: str, body: Any) -> GenRequest:
     n = _int(body, "n", 1, MAX_N, 1, problems)
     seed = _int(body, "seed", -(2**63), 2**63 - 1, None, problems)
     stop = _stop(body.get("stop"), problems)
-    if "user" in body and not isinstance(body["user"], str):
-        problems.append(Problem("expected a string", "$.user"))
+    for k in ("user", "key"):
+        if k in body and not isinstance(body[k], str):
+            problems.append(Problem("expected a string", f"$.{k}"))
     if route == "/v1/completions":
         prompts, messages = _prompts(body.get("prompt"), problems), ()
     else:
