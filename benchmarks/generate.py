@@ -4,8 +4,8 @@
     flock /tmp/mdq-cpu.lock python benchmarks/generate.py [--quick] [--model smollm2-135m] [--max-tokens 48]
 
 Greedy decoding (temperature 0, seed 0), the same chat prompts for every arm. Each (prompt, arm)
-is timed `--repeats` times with the arms interleaved, so the machine's load falls on all of them
-alike. A run's tokens/s is generated tokens / wall seconds: for the anchor, chat template +
+is timed `--repeats` times with the arms interleaved (their order rotated each time), so the
+machine's load falls on all of them alike. A run's tokens/s is generated tokens / wall seconds: for the anchor, chat template +
 tokenize + `model.generate` + decode; for the pipeline its whole `handle` (request checks, reward
 scoring of the answer, the response). Reported per arm: the median over prompts of the
 per-prompt median tokens/s, and the median (min..max) over prompts of the ratio to the anchor's
@@ -97,8 +97,9 @@ def main() -> None:
     per: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     for p in prompts:
         runs: dict[str, list[tuple[int, float, str]]] = {arm: [] for arm in arms}
-        for _ in range(repeats):
-            for arm in arms:
+        names = list(arms)
+        for r in range(repeats):
+            for arm in names[r % len(names):] + names[:r % len(names)]:  # rotated: no arm always runs first
                 runs[arm].append(run(arm, p))
         base_text = runs["transformers generate (anchor)"][0][2]
         for arm, rs in runs.items():

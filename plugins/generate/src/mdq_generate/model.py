@@ -128,9 +128,10 @@ class LM:
                                         f"ask for at most {max(limit - len(ids), 0)}", "$.max_tokens")])
         if temperature == 0 and k != 1:
             raise ValueError("greedy decoding gives one candidate: ask for k=1 and copy it")
-        eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
-            else tok.eos_token_id
+        eos = model.generation_config.eos_token_id
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        if tok.eos_token_id is not None and tok.eos_token_id not in eos_ids:  # a chat model's turn end, too
+            eos_ids.append(tok.eos_token_id)
         pad = eos_ids[0] if eos_ids else (tok.pad_token_id or 0)
         config = GenerationConfig(max_new_tokens=max_tokens, do_sample=temperature > 0, num_return_sequences=k,
                                   eos_token_id=eos_ids or None, pad_token_id=pad, use_cache=True,
