@@ -78,3 +78,27 @@ def test_a_model_that_cannot_load_is_a_503(tmp_path):
     model.save_pretrained(tmp_path / "no-tok")
     with pytest.raises(RequestError, match="no tokenizer"):
         LM(str(tmp_path / "no-tok")).load()
+
+
+def test_concurrent_first_requests_load_the_model_once(tiny, monkeypatch):
+    import threading
+    import time
+
+    import mdq_quantkit.models as models
+
+    calls = []
+
+    def slow_load(spec):
+        calls.append(spec)
+        time.sleep(0.2)  # long enough for every thread to arrive while the first one loads
+        return tiny
+
+    monkeypatch.setattr(models, "load", slow_load)
+    lm = LM("some/dir")
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(lm.load()[0])) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["some/dir"] and len(got) == 4 and all(m is tiny[0] for m in got)
