@@ -149,3 +149,23 @@ def test_paired_observation_is_optional_and_reuses_the_seed(pipeline, tiny):
     shadow = paired.observe(C, body, state())
     assert [o["gen_reward"] for o in shadow] == [o["gen_reward"] for o in obs]
     assert [o["gen_tokens_spent"] for o in shadow] == [o["gen_tokens_spent"] for o in obs]
+
+
+def test_the_window_backend_comes_from_the_environment_and_is_checked(tiny, monkeypatch):
+    from mdq_generate.model import LM
+
+    monkeypatch.setenv("MDQ_GENERATE_WINDOW_BACKEND", "flex")
+    p = GeneratePipeline(lm=LM.of(*tiny, "tiny"))
+    r, _ = p.handle(C, {"model": "tiny", "prompt": "Hello", "max_tokens": 3, "seed": 0}, state(window=1, window_scale=1))
+    assert r["mdq"]["window_backend"] == "flex"
+    monkeypatch.setenv("MDQ_GENERATE_WINDOW_BACKEND", "sparse")
+    with pytest.raises(ValueError, match="MDQ_GENERATE_WINDOW_BACKEND"):
+        GeneratePipeline(lm=LM.of(*tiny, "tiny"))
+
+
+def test_best_of_and_the_window_together(pipeline):
+    # the candidates are one batch: the window is tracked per row
+    r, obs = pipeline.handle(CHAT, {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "n": 2,
+                                    "max_tokens": 6, "seed": 9}, state(best_of=3, window=1, window_scale=2))
+    assert r["mdq"]["candidates"] == 3 and r["mdq"]["window_backend"] == "dense" and len(r["choices"]) == 2
+    assert r["mdq"]["rewards"] == sorted(r["mdq"]["rewards"], reverse=True) and len(obs) == 2

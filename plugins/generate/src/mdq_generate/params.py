@@ -31,3 +31,5 @@ KPIS = {
 MODEL_ENV = "MDQ_GENERATE_MODEL"  # 'smollm2-135m' (default), a Hugging Face directory or an `mdq quantize` output
 MODEL_NAME_ENV = "MDQ_GENERATE_MODEL_NAME"  # the name clients send as `model` (default: from the model spec)
 DEFAULT_MODEL = "smollm2-135m"
+WINDOW_BACKEND_ENV = "MDQ_GENERATE_WINDOW_BACKEND"  # 'dense' (default: masked SDPA), 'flex' or 'auto'
+PAIRED_ENV = "MDQ_GENERATE_PAIRED"  # '1': answer `observe` (a second generation per canary request) for paired KPIs

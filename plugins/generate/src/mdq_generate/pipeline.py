@@ -33,23 +33,23 @@ from typing import Any
 from mdqcore.errors import Problem, RequestError
 
 from .control import Controls
-from .params import DEFAULT_MODEL, MODEL_ENV, MODEL_NAME_ENV
+from .params import DEFAULT_MODEL, MODEL_ENV, MODEL_NAME_ENV, PAIRED_ENV, WINDOW_BACKEND_ENV
 from .request import GenRequest, parse
-
-PAIRED_ENV = "MDQ_GENERATE_PAIRED"  # "1": answer `observe` (a second generation per canary request) for paired KPIs
 
 
 class GeneratePipeline:
     """Generates under the request's snapshot (module docstring); the model loads on the first request."""
 
     def __init__(self, model: str | None = None, name: str | None = None, *, lm: Any = None, engine: Any = None,
-                 window_backend: str = "dense", paired: bool | None = None) -> None:
+                 window_backend: str | None = None, paired: bool | None = None) -> None:
         from .model import LM
 
         self.lm = lm or LM(model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL, name or os.environ.get(MODEL_NAME_ENV))
         self._engine = engine
+        window_backend = window_backend or os.environ.get(WINDOW_BACKEND_ENV) or "dense"
         if window_backend not in ("dense", "flex", "auto"):
-            raise ValueError(f"window_backend must be 'dense', 'flex' or 'auto', got {window_backend!r}")
+            raise ValueError(f"window_backend ({WINDOW_BACKEND_ENV}) must be 'dense', 'flex' or 'auto', "
+                             f"got {window_backend!r}")
         self.window_backend = window_backend
         self._cache: OrderedDict[tuple[int, int], tuple[Any, Any, dict[int, Any]]] = OrderedDict()
         self._lock = threading.Lock()
