@@ -54,7 +54,9 @@ class GeneratePipeline:
         self._cache: OrderedDict[tuple[int, int], tuple[Any, Any, dict[int, Any]]] = OrderedDict()
         self._lock = threading.Lock()
         self._seeds: OrderedDict[int, int] = OrderedDict()  # id(body) -> the seed `handle` drew, for `observe`
-        if paired if paired is not None else os.environ.get(PAIRED_ENV) == "1":
+        if paired is None:
+            paired = os.environ.get(PAIRED_ENV) == "1"
+        if paired:
             self.observe = self._observe  # the server pairs canary requests only when the pipeline has `observe`
 
     # -- per-snapshot objects ---------------------------------------------------------------------
