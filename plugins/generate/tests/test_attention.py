@@ -65,6 +65,22 @@ def test_decoding_with_the_cache_equals_a_full_windowed_recompute(tiny):
     assert torch.equal(ctx.windows[0], table[seq[:-1]])
 
 
+def test_sampled_candidates_with_different_windows_equal_a_full_recompute(tiny):
+    model, tok = tiny
+    ids = tok("Ibuprofen, aspirin and paracetamol").input_ids
+    table = _table(tok, model, 1)
+    x = torch.tensor([ids])
+    torch.manual_seed(0)
+    with torch.inference_mode(), windowed(model, table, WindowAttention("dense")) as ctx:
+        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=10, do_sample=True, top_k=0,
+                             num_return_sequences=3, output_logits=True, return_dict_in_generate=True)
+    seq = out.sequences  # (3, T): rows whose windows differ, so decoding takes the masked path
+    assert len({tuple(r) for r in ctx.windows[:, len(ids):].tolist()}) > 1
+    with torch.inference_mode(), windowed(model, table, WindowAttention("dense")):
+        full = model(seq[:, :-1], use_cache=False).logits[:, len(ids) - 1:]
+    assert torch.allclose(torch.stack(out.logits, dim=1), full, atol=1e-4, rtol=1e-4)
+
+
 def test_a_window_wider_than_the_text_is_plain_causal_attention_and_a_narrow_one_is_not(tiny):
     model, tok = tiny
     ids = tok("The patient took ibuprofen because").input_ids

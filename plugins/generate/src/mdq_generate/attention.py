@@ -11,7 +11,9 @@ seen: the one being emitted is not known yet, so the window is decided causally.
 
 Prefill (every position at once) runs `mdq_flexattn.window.WindowAttention` itself (masked
 SDPA, or flex_attention when asked); each decoding step attends from its new positions over
-the KV cache with the same rule (`rows_mask`); the tests check both against a full recompute.
+the KV cache with the same rule (`rows_mask`), reading only the keys some window reaches, and
+without a mask when one query per row starts at the same key (the usual case: one candidate,
+or candidates whose windows agree); the tests check both paths against a full recompute.
 The token windows are recorded by a pre-hook on the input embedding, so the attention function
 never guesses which token sits where.
 """
@@ -73,18 +75,26 @@ class Windowed:
         self.table, self.attn = table, attn
         self.windows: Tensor | None = None  # (B, T): W of every position fed to the model so far
         self.calls = 0  # attention calls served, so a caller can tell the window was really used
-        self._rows: tuple[int, int, Tensor] | None = None
+        self._plan: tuple[int, int, tuple[int, Tensor | None]] | None = None
 
     def see(self, ids: Tensor) -> None:
         """Record the windows of newly fed token ids (B, T_new)."""
         w = self.table.to(ids.device)[ids]
         self.windows = w if self.windows is None else torch.cat([self.windows, w], dim=1)
 
-    def rows(self, q_start: int, Tk: int) -> Tensor:
-        """The decoding mask of this forward pass (built once, shared by every layer)."""
-        if self._rows is None or self._rows[:2] != (q_start, Tk):
-            self._rows = (q_start, Tk, rows_mask(self.windows, q_start))
-        return self._rows[2]
+    def plan(self, q_start: int, Tk: int) -> tuple[int, Tensor | None]:
+        """How this decoding pass attends (built once, shared by every layer): (lo, mask over keys lo..Tk-1 or None).
+
+        No query sees a key before `lo`, so the keys before it are skipped; when every row has a
+        single query whose window starts at `lo`, the window is exactly the keys left: no mask.
+        """
+        if self._plan is None or self._plan[:2] != (q_start, Tk):
+            W = self.windows[:, q_start:]  # (B, Tq)
+            starts = (torch.arange(q_start, Tk, device=W.device) - W + 1).clamp(min=0)  # first key each query sees
+            lo = int(starts.min())
+            plain = W.shape[1] == 1 and int(starts.max()) == lo
+            self._plan = (q_start, Tk, (lo, None if plain else rows_mask(self.windows, q_start)[..., lo:]))
+        return self._plan[2]
 
 
 def repeat_kv(x: Tensor, groups: int) -> Tensor:
@@ -102,9 +112,8 @@ def window_attention(module: Any, query: Tensor, key: Tensor, value: Tensor, att
     if ctx is None:
         raise RuntimeError(f"the {NAME!r} attention ran outside a windowed generation; use mdq_generate.attention.windowed")
     groups = getattr(module, "num_key_value_groups", 1)
-    k, v = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, Tk, D)
     B, H, Tq, D = query.shape
-    Tk = k.shape[2]
+    Tk = key.shape[2]
     W = ctx.windows
     if W is None or tuple(W.shape) != (B, Tk):
         raise RuntimeError(f"window attention lost track of positions: {None if W is None else tuple(W.shape)} "
@@ -115,9 +124,15 @@ def window_attention(module: Any, query: Tensor, key: Tensor, value: Tensor, att
     if scaling is not None and not math.isclose(scaling, D ** -0.5, rel_tol=1e-6):
         query = query * (scaling * math.sqrt(D))  # both paths below scale by 1/sqrt(D)
     if Tq == Tk:  # prefill
-        out = ctx.attn(query, k, v, W)
-    else:  # decoding over the KV cache
-        out = torch.nn.functional.scaled_dot_product_attention(query, k, v, attn_mask=ctx.rows(Tk - Tq, Tk))
+        out = ctx.attn(query, repeat_kv(key, groups), repeat_kv(value, groups), W)  # k, v: (B, H, T, D)
+    else:  # decoding over the KV cache, from the first key any window reaches
+        lo, mask = ctx.plan(Tk - Tq, Tk)
+        k, v = key[:, :, lo:], value[:, :, lo:]  # (B, Hkv, Tk - lo, D)
+        if mask is None:  # the window is exactly these keys: the unmasked kernel, grouped-query native
+            out = torch.nn.functional.scaled_dot_product_attention(query, k, v, enable_gqa=groups > 1)
+        else:
+            out = torch.nn.functional.scaled_dot_product_attention(query, repeat_kv(k, groups), repeat_kv(v, groups),
+                                                                   attn_mask=mask)
     ctx.calls += 1
     return out.transpose(1, 2).contiguous(), None  # (B, Tq, H, D)
 
