@@ -176,7 +176,8 @@ def main() -> None:
     rows += attn_rows(a.quick, a.device)
     name = "flexattn" if a.device == "cpu" and not a.attn_only else f"flexattn_attn_{a.device}"
     report(name, "Flex-Attn", ["case", "ours_s", "anchor_s", "ratio", "ours_MB_s", "anchor_MB_s", "steps_per_s",
-                               "ours_peak_MB", "anchor_peak_MB", "note"], rows)
+                               "ours_peak_MB", "anchor_peak_MB", "note"], rows,
+           seeds={"matcher_corpus": 0, "reward_text": 1, "attention_inputs": "torch.manual_seed(0)"})
 
 
 if __name__ == "__main__":
