@@ -21,6 +21,7 @@ selector's own scoring (and, for geoquant / fisher, the Fisher estimate on the f
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parse_seeds, report, spread  # noqa: E402
+from _common import RESULTS, environment, parse_seeds, report, spread  # noqa: E402
 
 SELECTORS = ("random", "weight-error", "hessian", "md", "geoquant", "fisher")
 GOAL = "w3g128, keep 1%: the best selector improves GPTQ's perplexity by >= 15%"
@@ -138,6 +139,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=8192, help="evaluation tokens")
     ap.add_argument("--fisher-samples", type=int, default=8, help="calibration windows for the Fisher estimate")
     ap.add_argument("--quick", action="store_true", help="a smoke run: w4g128, one draw, small calibration and evaluation")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the (config, draw) runs an interrupted run saved in results/mixed_precision.partial.json")
     a = ap.parse_args()
     if a.quick:
         a.configs, a.draws, a.keeps, a.scopes = "w4g128", "0", "1%", "layer"
@@ -161,11 +164,19 @@ def main() -> None:
     pool, ev = split_tokens(tokenize(tok, corpus_text()))
     data = {"pool": pool, "ev": ev, "fp32_bytes": (smollm2_dir() / "model.safetensors").stat().st_size}
     rows: list[dict[str, Any]] = []
+    partial = RESULTS / "mixed_precision.partial.json"  # every finished (config, draw), for --resume
+    if a.resume and partial.exists():
+        rows = json.loads(partial.read_text())["runs"]
+        print(f"resuming: {len({(r['config'], r['draw']) for r in rows})} (config, draw) runs kept from {partial}")
     tmp = Path(tempfile.mkdtemp(prefix="mdq-mixed-"))
     try:
         for conf in a.configs.split(","):
             for draw in a.draws:
+                if any(r["config"] == conf and r["draw"] == draw for r in rows):
+                    continue
                 rows += run_one(conf, draw, a, data, tmp)
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps({"runs": rows, "environment": environment(a.draws)}, indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(rows)
@@ -178,6 +189,7 @@ def main() -> None:
                          "fisher_samples": a.fisher_samples, "backend": "gptq (act-order, true-sequential)",
                          "text": "pydoc_data.topics (sorted keys, blank-line joined)"}},
            seeds={"calibration_draws": a.draws, "random_selector": "seed = draw"})
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
