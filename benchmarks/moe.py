@@ -12,7 +12,7 @@
                   CDSP-MoE, a plain MLP without / with the task id, and a top-1 MoE, as mean, sd,
                   min, max over seeds and the count of runs below 0.95; figures in results/moe/
 
-    python benchmarks/moe.py [--epochs 40] [--seeds 0-4] [--threads 1,2]
+    python benchmarks/moe.py [--epochs 40] [--seeds 0-9] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main() -> None:
     """Run the three parts and write results/moe_*.json."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--seeds", default="0-4")
+    ap.add_argument("--seeds", default="0-9")
     ap.add_argument("--threads", default="1,2", help="torch thread counts the interference test runs at")
     a = ap.parse_args()
     try:

@@ -134,6 +134,7 @@ def _quantize(args):
     (["--outliers", "largest-rows"], "not a registered row selector"),
     (["--outliers", "functional"], "not a registered row selector"),  # a classifier that cannot choose rows
     (["--keep", "1%"], "give --outliers too"),
+    (["--outliers", "hessian", "--backend", "awq"], "not 'awq'"),
 ])
 def test_bad_mixed_precision_options_fail_before_any_work(tmp_path, args, msg):
     out = tmp_path / "out"

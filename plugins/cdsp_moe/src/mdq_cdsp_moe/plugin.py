@@ -57,10 +57,14 @@ class SeedList(click.ParamType):
 @click.option("--seeds", default="0", show_default=True, type=SeedList(),
               help="Seeds to run, e.g. 0-4 or 0,3,7: each trains every model afresh; the summary gives mean, sd, "
                    "min and max over them.")
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+              help="Learning-rate schedule ('constant' with --freeze-masks 1 is the original recipe).")
+@click.option("--freeze-masks", type=click.FloatRange(0, 1), default=0.75, show_default=True,
+              help="Share of the epochs after which alpha (every expert's top-k set) stops changing; 1 = never.")
 @click.option("--out", "out_dir", default="moe-interference", show_default=True, type=click.Path(file_okay=False),
               help="Where the JSON and the PNG figures go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def interference(epochs: int, seeds: list[int], out_dir: str, as_json: bool) -> None:
+def interference(epochs: int, seeds: list[int], schedule: str, freeze_masks: float, out_dir: str, as_json: bool) -> None:
     """Two contradictory tasks (digit parity and its inverse) on scikit-learn's digits:
     CDSP-MoE vs a plain MLP of the same size (with and without the task id) vs a top-1 MoE.
 
@@ -82,7 +86,8 @@ def interference(epochs: int, seeds: list[int], out_dir: str, as_json: bool) -> 
     names = ("cdsp", "mlp", "mlp+task", "topk-moe")
     with Progress(console=con, transient=True) as bar:
         jobs = {(s, n): bar.add_task(f"seed {s} {n}", total=epochs) for s in seeds for n in names}
-        res = run_seeds(epochs, seeds, progress=lambda s, n, e, r: bar.update(jobs[s, n], completed=e + 1))
+        res = run_seeds(epochs, seeds, progress=lambda s, n, e, r: bar.update(jobs[s, n], completed=e + 1),
+                        schedule=schedule, freeze_masks=freeze_masks)
     first = res["runs"][0]
     for run in res["runs"]:
         run.pop("_model")

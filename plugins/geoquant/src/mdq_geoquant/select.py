@@ -38,6 +38,9 @@ import torch
 from torch import Tensor, nn
 
 SCOPES = ("layer", "model")
+# backends whose float weights stay the model's own until quantized, so the row to keep is the original
+# one; AWQ, for one, folds per-channel scales into the previous op first
+KEEPS_FLOAT_ROWS = ("rtn", "gptq")
 
 
 @dataclass
@@ -280,8 +283,17 @@ class RowSelector:
         self.needs_calibration = bool(self.scorer.needs & {"fisher", "h_diag"})
         self.recorder: ScoreRecorder | None = None
 
+    @staticmethod
+    def check_backend(backend: Any) -> None:
+        """Refuse a backend whose quantized rows are not of the original float weights (e.g. AWQ's rescaled ones)."""
+        if getattr(backend, "name", None) not in KEEPS_FLOAT_ROWS:
+            raise ValueError(f"float16 outlier rows work with the {' and '.join(KEEPS_FLOAT_ROWS)} backends, not "
+                             f"{getattr(backend, 'name', backend)!r}: a backend that rescales weights before quantizing "
+                             f"(as AWQ does) has no original row to keep")
+
     def wrap(self, backend: Any, model: nn.Module, samples: list[Tensor]) -> ScoreRecorder:
         """Return the backend to quantize with (the Fisher, if needed, is taken now, on the float model)."""
+        self.check_backend(backend)
         fisher = None
         if "fisher" in self.scorer.needs:
             if not samples:

@@ -27,7 +27,13 @@ def _backend(name: str, options: dict[str, Any]) -> Any:
 
 
 def _selector(name: str, keep: str | None) -> Any:
-    """Find the row selector `name` (an outlier classifier registered with selects_rows=True) and build it."""
+    """Find the row selector `name` (an outlier classifier registered with selects_rows=True) and build it.
+
+    What a selector offers (mdq-geoquant's RowSelector is one): factory(keep=share) -> an object
+    with `needs_calibration`, `check_backend(backend)` (raises ValueError for a backend it cannot
+    work with), `wrap(backend, model, samples)` -> the backend to quantize with, and
+    `apply(model)` -> a JSON-able summary, after which the chosen rows are kept in float16.
+    """
     from mdqcore.cli import registry
 
     names = [n for n in registry().names("outlier_classifier")
@@ -92,6 +98,8 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
             raise ValueError("--keep sets the float16 budget of --outliers; give --outliers too")
         algo = _backend(backend, options)
         selector = _selector(outliers, keep) if outliers else None
+        if selector is not None:
+            selector.check_backend(algo)
         model, tok = load(model_spec)
         calib = []
         if algo.needs_calibration or (selector is not None and selector.needs_calibration):
