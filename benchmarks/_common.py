@@ -89,10 +89,13 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+_AT_START: dict[str, Any] = {}
+
+
 def environment(seeds: Any = None) -> dict[str, Any]:
-    """Everything a results file must say about where and how it was produced."""
-    return {**git_commit(), "packages": versions(), "machine": machine(), "seeds": seeds, "argv": sys.argv[1:],
-            "started_at": STARTED_AT, "wall_s": time.perf_counter() - STARTED}
+    """Everything a results file must say about where and how it was produced (the commit as the script started)."""
+    return {**(_AT_START or git_commit()), "packages": versions(), "machine": machine(), "seeds": seeds,
+            "argv": sys.argv[1:], "started_at": STARTED_AT, "wall_s": time.perf_counter() - STARTED}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -152,3 +155,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return "-" if v is None else str(v)
+
+
+# the code that runs is the code at start: a commit made while a long benchmark runs must not be recorded as its source
+_AT_START.update(git_commit())

@@ -6,9 +6,10 @@
 For every configuration and calibration draw, GPTQ (act-order, true-sequential) quantizes the
 model once while `mdq_geoquant.select.ScoreRecorder` scores every row of every layer with each
 selector. Keeping rows does not change what GPTQ computes (they are written after the whole
-model is quantized, exactly as `mdq quantize --outliers NAME --keep K` does), so each selector's
-rows are put into the same quantized model in turn, which is saved, loaded back and evaluated as
-loaded (protocol of mdq_quantkit.data, as benchmarks/quant.py). Every selector gets the same
+model is quantized, exactly as `mdq quantize --outliers NAME --keep K` does), so the model is
+quantized, saved and loaded back once, and each selector's rows are put into the loaded copy in
+turn and evaluated there (protocol of mdq_quantkit.data, as benchmarks/quant.py); its file with
+those rows is written to measure the size. Every selector gets the same
 float16 budget: with scope "layer" the same number of rows in every layer (same file size), with
 scope "model" the same number of weights over the whole model.
 
@@ -67,12 +68,16 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
     total_s = time.perf_counter() - t0
     gptq_s = total_s - sum(rec.seconds.values())  # GPTQ (with the input-statistics hooks) without any scoring
 
+    # evaluated as loaded: the model is saved and loaded back once, and each selector's rows are put into the
+    # loaded copy (they are float16 there as in a file of their own, whose size is measured by writing it)
+    loaded = load_quantized(save_quantized(model, tmp / "source", tok))
+
     def evaluate(label: str) -> dict[str, Any]:
-        out = save_quantized(model, tmp / label, tok)
+        out = save_quantized(loaded, tmp / label, tok)
         size = (out / "model.safetensors").stat().st_size
-        t1 = time.perf_counter()
-        ppl = perplexity(load_quantized(out), data["ev"], seqlen=a.seqlen_eval, tokens=a.tokens)["ppl"]
         shutil.rmtree(out)
+        t1 = time.perf_counter()
+        ppl = perplexity(loaded, data["ev"], seqlen=a.seqlen_eval, tokens=a.tokens)["ppl"]
         return {"ppl": ppl, "file_MB": size / 2**20, "file_ratio": size / data["fp32_bytes"],
                 "eval_s": time.perf_counter() - t1}
 
@@ -83,7 +88,7 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
     for keep in a.keeps:
         for scope in a.scopes:
             for s in scorers:
-                kept = rec.apply(model, s.name, keep, scope)
+                kept = rec.apply(loaded, s.name, keep, scope)
                 extra_s = rec.seconds[s.name] + (fisher_s if "fisher" in s.needs else 0.0)
                 r = {"config": conf, "draw": draw, "selector": s.name, "keep": keep, "scope": scope,
                      "kept_share": kept["kept_share"], "kept_rows": kept["kept_rows"],
@@ -105,6 +110,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (conf, sel, keep, scope), rs in groups.items():
         p = spread([r["ppl"] for r in rs])
         s = {"config": conf, "selector": sel, "keep": keep, "scope": scope, "draws": [r["draw"] for r in rs],
+             "n_draws": len(rs),
              "ppl_mean": p["mean"], "ppl_sd": p["sd"], "ppl_min": p["min"], "ppl_max": p["max"],
              "file_MB": spread([r["file_MB"] for r in rs])["mean"], "time_s": spread([r["time_s"] for r in rs])["mean"]}
         if sel != "none (GPTQ)":
@@ -126,6 +132,20 @@ def goal(summary: list[dict[str, Any]]) -> dict[str, Any]:
             "met": best["gain_mean"] >= 0.15}
 
 
+def markdown(doc: dict[str, Any]) -> str:
+    """Return the README's table (selector x bits x budget x scope) from a results document."""
+    summary = doc["rows"]
+    lines = ["| bits | budget | scope | selector | ppl mean +- sd | min - max | gain vs GPTQ (mean, min) | file MB | "
+             "time s | draws |", "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {s: i for i, s in enumerate(("none (GPTQ)", *SELECTORS))}
+    for s in sorted(summary, key=lambda s: (s["config"], s["keep"], s["scope"], order.get(s["selector"], 99))):
+        gain = f"{s['gain_mean']:+.1%}, {s['gain_min']:+.1%}" if "gain_mean" in s else "-"
+        lines.append(f"| {s['config']} | {s['keep']:.1%} | {s['scope']} | {s['selector']} | {s['ppl_mean']:.2f} +- "
+                     f"{s['ppl_sd']:.2f} | {s['ppl_min']:.2f} - {s['ppl_max']:.2f} | {gain} | {s['file_MB']:.1f} | "
+                     f"{s['time_s']:.0f} | {s['n_draws']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the comparison and write results/mixed_precision.json."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,7 +161,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run: w4g128, one draw, small calibration and evaluation")
     ap.add_argument("--resume", action="store_true",
                     help="keep the (config, draw) runs an interrupted run saved in results/mixed_precision.partial.json")
+    ap.add_argument("--table", action="store_true", help="print the README table from results/mixed_precision.json "
+                    "and exit (runs nothing)")
     a = ap.parse_args()
+    if a.table:
+        print(markdown(json.loads((RESULTS / "mixed_precision.json").read_text())))
+        return
     if a.quick:
         a.configs, a.draws, a.keeps, a.scopes = "w4g128", "0", "1%", "layer"
         a.samples, a.seqlen, a.tokens, a.fisher_samples = 4, 128, 1024, 2
