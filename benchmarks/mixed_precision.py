@@ -13,10 +13,12 @@ those rows is written to measure the size. Every selector gets the same
 float16 budget: with scope "layer" the same number of rows in every layer (same file size), with
 scope "model" the same number of weights over the whole model.
 
-Selectors: random, weight-error, hessian (diagonal-Hessian saliency, as SpQR / OWQ), md (GeoQuant's
-MD alone), geoquant (Fisher loss change among the rows with MD over the layer median), and
-fisher (the geoquant score with its MD gate off: what the gate adds). Time = GPTQ's time plus the
-selector's own scoring (and, for geoquant / fisher, the Fisher estimate on the float model).
+Selectors: random, weight-error, hessian (diagonal-Hessian saliency, as SpQR / OWQ), kfac (the
+row's output error under the full input Hessian, weighted by the loss gradient of that output),
+md (GeoQuant's MD alone), geoquant (Fisher loss change among the rows with MD over the layer
+median), and fisher (the geoquant score with its MD gate off: what the gate adds). Time = GPTQ's
+time plus the selector's own scoring (and, for kfac / geoquant / fisher, the loss gradients
+measured on the float model).
 """
 
 from __future__ import annotations
@@ -33,21 +35,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment, parse_seeds, report, spread  # noqa: E402
 
-SELECTORS = ("random", "weight-error", "hessian", "md", "geoquant", "fisher")
+SELECTORS = ("random", "weight-error", "hessian", "kfac", "md", "geoquant", "fisher")
 GOAL = "w3g128, keep 1%: the best selector improves GPTQ's perplexity by >= 15%"
 
 
 def _scorers(draw: int) -> list[Any]:
-    from mdq_geoquant.select import GeoQuantScore, HessianScore, MDScore, RandomScore, WeightErrorScore
+    from mdq_geoquant.select import GeoQuantScore, HessianScore, KFACScore, MDScore, RandomScore, WeightErrorScore
 
     fisher = GeoQuantScore(md_percentile=0)
     fisher.name = "fisher"
-    return [RandomScore(seed=draw), WeightErrorScore(), HessianScore(), MDScore(), GeoQuantScore(), fisher]
+    return [RandomScore(seed=draw), WeightErrorScore(), HessianScore(), KFACScore(), MDScore(), GeoQuantScore(), fisher]
 
 
 def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
     """Quantize once for (conf, draw), then evaluate the plain model and every selector x keep x scope."""
-    from mdq_geoquant.select import ScoreRecorder, fisher_for
+    from mdq_geoquant.select import ScoreRecorder, sensitivities
     from mdq_gptq.gptq import GPTQ
     from mdq_quantkit.backends import quantize_model
     from mdq_quantkit.config import QuantConfig
@@ -59,10 +61,10 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
     model, tok = load("smollm2-135m")
     calib = calibration_samples(data["pool"], a.samples, a.seqlen, seed=draw)
     t0 = time.perf_counter()
-    fisher = fisher_for(model, calib[:a.fisher_samples])
-    fisher_s = time.perf_counter() - t0
+    sens = sensitivities(model, calib[:a.fisher_samples])
+    sens_s = time.perf_counter() - t0
     scorers = [s for s in _scorers(draw) if s.name in a.selectors]
-    rec = ScoreRecorder(GPTQ(), scorers, model, fisher)
+    rec = ScoreRecorder(GPTQ(), scorers, model, sens)
     t0 = time.perf_counter()
     quantize_model(model, QuantConfig(bits, group), rec, calib)
     total_s = time.perf_counter() - t0
@@ -89,7 +91,7 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
         for scope in a.scopes:
             for s in scorers:
                 kept = rec.apply(loaded, s.name, keep, scope)
-                extra_s = rec.seconds[s.name] + (fisher_s if "fisher" in s.needs else 0.0)
+                extra_s = rec.seconds[s.name] + (sens_s if s.needs & {"fisher", "out_grad"} else 0.0)
                 r = {"config": conf, "draw": draw, "selector": s.name, "keep": keep, "scope": scope,
                      "kept_share": kept["kept_share"], "kept_rows": kept["kept_rows"],
                      "layers_with_kept_rows": kept["layers_with_kept_rows"], "time_s": gptq_s + extra_s,
@@ -152,12 +154,13 @@ def main() -> None:
     ap.add_argument("--configs", default="w3g128,w4g128")
     ap.add_argument("--draws", default="0-2", help="calibration draws (seeds of the calibration windows), e.g. 0-2")
     ap.add_argument("--keeps", default="0.5%,1%", help="float16 budgets, shares of the quantized weights")
-    ap.add_argument("--scopes", default="layer,model")
+    ap.add_argument("--scopes", default="model", help="layer, model or both")
     ap.add_argument("--selectors", default=",".join(SELECTORS))
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--tokens", type=int, default=8192, help="evaluation tokens")
-    ap.add_argument("--fisher-samples", type=int, default=8, help="calibration windows for the Fisher estimate")
+    ap.add_argument("--fisher-samples", type=int, default=8,
+                    help="calibration windows for the loss gradients on the float model (Fisher, output gradients)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: w4g128, one draw, small calibration and evaluation")
     ap.add_argument("--resume", action="store_true",
                     help="keep the (config, draw) runs an interrupted run saved in results/mixed_precision.partial.json")

@@ -17,7 +17,7 @@ def reg():
 
 def test_registers_operator_classifiers_and_command(reg):
     assert reg.names("operator") == ["geoquant"]
-    selectors = ["geoquant", "hessian", "md", "random", "weight-error"]
+    selectors = ["geoquant", "hessian", "kfac", "md", "random", "weight-error"]
     assert reg.names("outlier_classifier") == sorted(["functional", "sensitive", *selectors])
     assert reg.get("outlier_classifier", "functional").obj(threshold=0.5).threshold == 0.5
     # the row selectors of `mdq quantize --outliers` say so; the classifiers do not

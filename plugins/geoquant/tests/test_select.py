@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from mdq_geoquant.constrained import param
 from mdq_geoquant.select import (
-    SCORERS, GeoQuantScore, HessianScore, RowContext, RowSelector, ScoreRecorder, WeightErrorScore, choose, fisher_for,
+    SCORERS, GeoQuantScore, HessianScore, KFACScore, RowContext, RowSelector, ScoreRecorder, WeightErrorScore, choose,
+    sensitivities,
 )
 from mdq_gptq.gptq import GPTQ
 from mdq_quantkit.backends import RTN, quantize_model
@@ -40,6 +41,11 @@ def test_scores_follow_their_formulas():
     assert torch.equal(gated[3:], fisher[3:])
     with pytest.raises(ValueError, match="md_percentile"):
         GeoQuantScore(md_percentile=100)
+    H = torch.rand(8, 8, generator=g)
+    H = H @ H.T
+    G = torch.rand(6, generator=g)
+    kfac = KFACScore()(RowContext("layer", w, wq, h=H, out_grad=G))
+    assert torch.allclose(kfac, torch.stack([G[j] * (wq[j] - w[j]) @ H @ (wq[j] - w[j]) for j in range(6)]))
 
 
 def test_choose_per_layer_and_over_the_model():
@@ -65,12 +71,23 @@ def test_recording_leaves_gptq_as_it_was_and_keeps_the_original_rows():
     quantize_model(plain, QuantConfig(3, 32), GPTQ(), samples)
     m, ref = tiny_llama(), tiny_llama()
     rec = ScoreRecorder(GPTQ(), [SCORERS[n]() for n in ("random", "weight-error", "hessian", "md")] +
-                        [GeoQuantScore()], m, fisher_for(m, samples[:2]))
+                        [GeoQuantScore(), KFACScore()], m, sensitivities(m, samples[:2]))
     quantize_model(m, QuantConfig(3, 32), rec, samples)
     names = [n for n, q in m.named_modules() if isinstance(q, QuantLinear)]
     assert set(rec.originals) == set(names)
     for n in names:  # scoring changed nothing GPTQ computed
         assert torch.equal(m.get_submodule(n).dequantized(), plain.get_submodule(n).dequantized())
+    # block 0's q/k/v see the float inputs under GPTQ too: their H, gathered in GPTQ's threads, is the plain one
+    from mdq_quantkit.layerwise import blocks_of, capture, layer_inputs
+
+    inputs, kwargs = capture(ref, samples)
+    H = {}
+    layer_inputs(blocks_of(ref)[1][0], ["self_attn.q_proj"], inputs, kwargs,
+                 lambda n, x: H.__setitem__(n, H.get(n, 0) + x.double().T @ x.double()))
+    n = "model.layers.0.self_attn.q_proj"
+    d = rec.originals[n].float() - m.get_submodule(n).dequantized()
+    h = (H["self_attn.q_proj"] / sum(x.shape[1] for x in inputs)).float()
+    assert torch.allclose(rec.scores["kfac"][n], rec.sens["out_grad"][n] * ((d @ h) * d).sum(1), rtol=1e-3)
     kept = rec.apply(m, "hessian", 0.1, "layer")
     assert kept["kept_rows"] == sum(round(0.1 * m.get_submodule(n).out_features) for n in names)
     n = "model.layers.1.mlp.down_proj"
@@ -83,13 +100,38 @@ def test_recording_leaves_gptq_as_it_was_and_keeps_the_original_rows():
     assert sum(int(m.get_submodule(k).keep_idx.numel()) for k in names) < kept["kept_rows"]
 
 
+def test_input_statistics_are_those_of_the_inputs_each_layer_received():
+    from mdq_quantkit.layerwise import blocks_of, capture, layer_inputs, linears_of
+
+    m = tiny_llama()
+    samples = _samples()
+    _, blocks = blocks_of(m)
+    inputs, kwargs = capture(m, samples)
+    want = {}
+
+    def add(n, x):
+        want[n] = want.get(n, 0) + x.double().T @ x.double()
+
+    layer_inputs(blocks[0], list(linears_of(blocks[0])), inputs, kwargs, add)
+    m2 = tiny_llama()
+    rec = ScoreRecorder(RTN(), [KFACScore()], m2, sensitivities(m2, samples[:2]))
+    quantize_model(m2, QuantConfig(3, 32), rec, samples)
+    tokens = sum(x.shape[1] for x in inputs)
+    n = "model.layers.0.mlp.down_proj"
+    d = rec.originals[n].float() - m2.get_submodule(n).dequantized()
+    H = (want["mlp.down_proj"] / tokens).float()
+    g = rec.sens["out_grad"][n]
+    assert torch.allclose(rec.scores["kfac"][n], g * ((d @ H) * d).sum(1), rtol=1e-3, atol=1e-9)
+    assert bool((g > 0).all())
+
+
 def test_hessian_scores_need_inputs_even_from_a_backend_that_never_runs_the_block():
     m = tiny_llama()
     rec = ScoreRecorder(RTN(), [HessianScore()], m)
     assert rec.needs_calibration
     quantize_model(m, QuantConfig(3, 32), rec, _samples())
     assert all(bool((s >= 0).all()) and float(s.sum()) > 0 for s in rec.scores["hessian"].values())
-    with pytest.raises(ValueError, match="Fisher"):
+    with pytest.raises(ValueError, match="fisher"):
         ScoreRecorder(RTN(), [GeoQuantScore()], m)
 
 

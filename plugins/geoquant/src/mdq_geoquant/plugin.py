@@ -42,10 +42,11 @@ def _selector(scorer: str) -> Any:
 @mdqcore.hookimpl
 def register_outlier_classifiers(register: Any) -> None:
     """`functional` (Fisher-estimated dPPL >= 0.3) and `sensitive` (encoding entropy >= 8 bits or MIA dAUC >= 0.1);
-    the row selectors of `mdq quantize --outliers` (selects_rows=True): `geoquant`, `md`, `hessian`, `weight-error`, `random`."""
+    the row selectors of `mdq quantize --outliers` (selects_rows=True): `geoquant`, `md`, `kfac`, `hessian`,
+    `weight-error`, `random`."""
     register("functional", _functional, version=VERSION)
     register("sensitive", _sensitive, version=VERSION)
-    for name in ("geoquant", "md", "hessian", "weight-error", "random"):
+    for name in ("geoquant", "md", "kfac", "hessian", "weight-error", "random"):
         register(name, _selector(name), version=VERSION, selects_rows=True)
 
 

@@ -8,6 +8,10 @@ quantization error becomes 0. Which rows earn that budget is the selector's ques
   hessian       sum_i H_ii (w^Q_ji - w_ji)^2 with H_ii the mean squared input of column i:
                 the diagonal-Hessian saliency of SpQR and OWQ (the layer's output error the
                 row causes, input columns taken as uncorrelated)
+  kfac          E[g_j^2] (w^Q_j - w_j) H (w^Q_j - w_j)^T: the row's output error under the layer's full
+                input Hessian H = E[x x^T] (the error GPTQ minimizes), weighted by how much the loss
+                depends on that output (the mean squared loss gradient g_j of output j): the
+                Kronecker-factored Fisher estimate of the loss change
   md            the row's manifold distortion MD (GeoQuant's geometry alone)
   geoquant      GeoQuant's functional class: the Fisher estimate of the loss change of the
                 row's quantization, 1/2 sum_i F_ji (w^Q_ji - w_ji)^2, among the rows whose MD
@@ -51,7 +55,9 @@ class RowContext:
     w: Tensor
     wq: Tensor
     h_diag: Tensor | None = None  # (in,) mean squared input of each column
+    h: Tensor | None = None  # (in, in) mean x x^T of the layer's inputs
     fisher: Tensor | None = None  # (out, in) empirical diagonal Fisher of the float model
+    out_grad: Tensor | None = None  # (out,) mean squared loss gradient of each output, on the float model
     _md: Tensor | None = field(default=None, repr=False)
 
     def md(self) -> Tensor:
@@ -96,6 +102,17 @@ class HessianScore:
         return (ctx.wq - ctx.w).pow(2) @ ctx.h_diag
 
 
+class KFACScore:
+    """E[g_j^2] (w^Q_j - w_j) H (w^Q_j - w_j)^T per row: the Kronecker-factored Fisher estimate of the loss change."""
+
+    name, needs = "kfac", frozenset({"h", "out_grad"})
+
+    def __call__(self, ctx: RowContext) -> Tensor:
+        """Return (out,) loss-change estimates."""
+        d = ctx.wq - ctx.w                                           # (out, in)
+        return ctx.out_grad * ((d @ ctx.h) * d).sum(1)
+
+
 class MDScore:
     """The MD of each quantized row."""
 
@@ -127,8 +144,8 @@ class GeoQuantScore:
         return torch.where(gate, loss, -1.0 / (1.0 + loss))  # non-candidates rank after, in their own order
 
 
-SCORERS: dict[str, Callable[..., Any]] = {s.name: s for s in (RandomScore, WeightErrorScore, HessianScore, MDScore,
-                                                             GeoQuantScore)}
+SCORERS: dict[str, Callable[..., Any]] = {s.name: s for s in (RandomScore, WeightErrorScore, HessianScore, KFACScore,
+                                                             MDScore, GeoQuantScore)}
 
 
 def choose(scores: dict[str, Tensor], widths: dict[str, int], keep: float, scope: str) -> dict[str, Tensor]:
@@ -165,20 +182,23 @@ class ScoreRecorder:
 
     Records per layer the original weight (float16, for the rows that will be kept) and one
     score vector per scorer. Block outputs pass through unchanged. Where a scorer needs the
-    Hessian diagonal, the mean squared input of every column is accumulated while the inner
-    backend runs the block (a backend that does not run it gets one forward of the float block
-    first).
+    layer's input statistics (H's diagonal, or H), they are accumulated while the inner backend
+    runs the block (a backend that does not run it gets one forward of the float block first).
+    `sens` holds what was measured on the float model beforehand (`sensitivities`).
     """
 
-    def __init__(self, inner: Any, scorers: list[Any], model: nn.Module, fisher: dict[str, Tensor] | None = None) -> None:
+    def __init__(self, inner: Any, scorers: list[Any], model: nn.Module,
+                 sens: dict[str, dict[str, Tensor]] | None = None) -> None:
         from mdq_quantkit.layerwise import blocks_of
 
-        self.inner, self.scorers, self.fisher = inner, scorers, fisher
+        self.inner, self.scorers, self.sens = inner, scorers, sens or {}
         self.name = inner.name
         self.needs = frozenset().union(*(s.needs for s in scorers))
-        if "fisher" in self.needs and fisher is None:
-            raise ValueError("a scorer needs the Fisher diagonal: pass fisher= (see fisher_for)")
-        self.needs_calibration = inner.needs_calibration or "h_diag" in self.needs
+        missing = sorted(self.needs & {"fisher", "out_grad"} - set(self.sens))
+        if missing:
+            raise ValueError(f"a scorer needs {', '.join(missing)} from the float model: pass sens=sensitivities(...)")
+        self.inputs = "h" if "h" in self.needs else "h_diag" if "h_diag" in self.needs else None
+        self.needs_calibration = inner.needs_calibration or self.inputs is not None
         prefix, blocks = blocks_of(model)
         self.prefix = {id(b): f"{prefix}.{i}." for i, b in enumerate(blocks)}
         self.scores: dict[str, dict[str, Tensor]] = {s.name: {} for s in scorers}
@@ -197,10 +217,10 @@ class ScoreRecorder:
         lin = linears_of(block)
         originals = {n: weight_of(m).clone() for n, m in lin.items()}
         forward = hasattr(self.inner, "quantize_block_forward")
-        sq: dict[str, list[Any]] = {n: [torch.zeros(originals[n].shape[1], dtype=torch.float64), 0] for n in lin}
-        if "h_diag" in self.needs and not forward:
-            layer_inputs(block, list(lin), inputs, kwargs, lambda n, x: _accumulate(sq[n], x))
-        with _squared_inputs(lin, sq, "h_diag" in self.needs and forward):
+        acc = _InputStats(lin, self.inputs == "h")
+        if self.inputs and not forward:
+            layer_inputs(block, list(lin), inputs, kwargs, acc.add)
+        with acc.hooks(self.inputs is not None and forward):
             if forward:
                 stats, outputs = self.inner.quantize_block_forward(block, inputs, kwargs, cfg)
             else:
@@ -208,14 +228,15 @@ class ScoreRecorder:
         pre = self.prefix.get(id(block), "")
         for n, w in originals.items():
             full = pre + n
-            q = block.get_submodule(n)
-            ctx = RowContext(full, w, q.dequantized())
-            if "h_diag" in self.needs:
-                if sq[n][1] == 0:
-                    raise ValueError(f"no calibration input reached layer {full!r}: the hessian selector needs its inputs")
-                ctx.h_diag = (sq[n][0] / sq[n][1]).float()
-            if self.fisher is not None:
-                ctx.fisher = self.fisher[full]
+            ctx = RowContext(full, w, block.get_submodule(n).dequantized())
+            if self.inputs:
+                if acc.tokens[n] == 0:
+                    raise ValueError(f"no calibration input reached layer {full!r}: its selector needs the inputs")
+                mean = (acc.sums[n] / acc.tokens[n]).float()
+                ctx.h, ctx.h_diag = (mean, mean.diagonal().clone()) if self.inputs == "h" else (None, mean)
+            for key in ("fisher", "out_grad"):
+                if key in self.sens:
+                    setattr(ctx, key, self.sens[key][full])
             if "md" in self.needs:  # computed once, its time charged to every scorer that uses it
                 t0 = time.perf_counter()
                 ctx.md()
@@ -280,7 +301,7 @@ class RowSelector:
         options = {"random": {"seed": seed}, "geoquant": {"md_percentile": pct}}.get(scorer, {})
         self.scorer = SCORERS[scorer](**options)
         self.name, self.fisher_samples = scorer, fisher_samples
-        self.needs_calibration = bool(self.scorer.needs & {"fisher", "h_diag"})
+        self.needs_calibration = bool(self.scorer.needs & {"fisher", "out_grad", "h", "h_diag"})
         self.recorder: ScoreRecorder | None = None
 
     @staticmethod
@@ -292,14 +313,14 @@ class RowSelector:
                              f"(as AWQ does) has no original row to keep")
 
     def wrap(self, backend: Any, model: nn.Module, samples: list[Tensor]) -> ScoreRecorder:
-        """Return the backend to quantize with (the Fisher, if needed, is taken now, on the float model)."""
+        """Return the backend to quantize with (loss sensitivities, if needed, are measured now, on the float model)."""
         self.check_backend(backend)
-        fisher = None
-        if "fisher" in self.scorer.needs:
+        sens = None
+        if self.scorer.needs & {"fisher", "out_grad"}:
             if not samples:
-                raise ValueError(f"the {self.name} selector needs calibration samples for its Fisher estimate")
-            fisher = fisher_for(model, list(samples[:self.fisher_samples]))
-        self.recorder = ScoreRecorder(backend, [self.scorer], model, fisher)
+                raise ValueError(f"the {self.name} selector needs calibration samples to measure loss gradients")
+            sens = sensitivities(model, list(samples[:self.fisher_samples]))
+        self.recorder = ScoreRecorder(backend, [self.scorer], model, sens)
         return self.recorder
 
     def apply(self, model: nn.Module) -> dict[str, Any]:
@@ -310,40 +331,71 @@ class RowSelector:
                 **self.recorder.apply(model, self.name, self.keep, self.scope)}
 
 
-def _accumulate(slot: list[Any], x: Tensor) -> None:
-    slot[0] += x.double().pow(2).sum(0)
-    slot[1] += x.shape[0]
+class _InputStats:
+    """Sums of x x^T (or of x^2 only) of each layer's inputs, from hooks that may fire in many threads.
+
+    Layers fed the same tensor (q, k, v; gate, up) share one computation per input: GPTQ runs each
+    calibration input in its own thread, so the last input seen is remembered per thread.
+    """
+
+    def __init__(self, lin: dict[str, nn.Module], full: bool) -> None:
+        self.lin, self.full = lin, full
+        self.sums: dict[str, Tensor | float] = dict.fromkeys(lin, 0.0)
+        self.tokens = dict.fromkeys(lin, 0)
+        self.lock, self.local = threading.Lock(), threading.local()
+
+    def add(self, name: str, x: Tensor) -> None:
+        """Add one input (..., in) of layer `name`."""
+        if getattr(self.local, "x", None) is not x:
+            from mdq_quantkit.layerwise import gram
+
+            x2 = x.reshape(-1, x.shape[-1]).float()
+            self.local.x, self.local.n = x, x2.shape[0]
+            self.local.s = gram(x2).double() if self.full else x2.double().pow(2).sum(0)
+        with self.lock:
+            self.sums[name] = self.sums[name] + self.local.s
+            self.tokens[name] += self.local.n
+
+    @contextmanager
+    def hooks(self, on: bool) -> Iterator[None]:
+        """While on, add every input the layers receive."""
+        if not on:
+            yield
+            return
+        hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: self.add(n, a[0])) for n, m in self.lin.items()]
+        try:
+            yield
+        finally:
+            for h in hooks:
+                h.remove()
+            self.local = threading.local()  # drop the last inputs the threads held
 
 
-@contextmanager
-def _squared_inputs(lin: dict[str, nn.Module], sq: dict[str, list[Any]], on: bool) -> Iterator[None]:
-    """While on, add every input row's squares to sq[layer] (thread-safe: GPTQ runs inputs in threads)."""
-    if not on:
-        yield
-        return
-    lock = threading.Lock()
-
-    def hook(n: str, a: tuple) -> None:
-        x = a[0].reshape(-1, a[0].shape[-1]).double()
-        s = x.pow(2).sum(0)
-        with lock:
-            sq[n][0] += s
-            sq[n][1] += x.shape[0]
-
-    hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: hook(n, a)) for n, m in lin.items()]
-    try:
-        yield
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def fisher_for(model: nn.Module, samples: list[Tensor]) -> dict[str, Tensor]:
-    """Return the empirical diagonal Fisher of every block linear layer's weight, keyed by full name."""
+def sensitivities(model: nn.Module, samples: list[Tensor]) -> dict[str, dict[str, Tensor]]:
+    """Measure on the float model, per block linear layer: the empirical diagonal Fisher of its weight
+    ("fisher", (out, in)) and the mean squared loss gradient of each of its outputs ("out_grad", (out,))."""
     from mdq_quantkit.layerwise import blocks_of, linears_of
 
     from .classify import fisher_diag
 
     prefix, blocks = blocks_of(model)
     layers = {f"{prefix}.{i}.{n}": m for i, b in enumerate(blocks) for n, m in linears_of(b).items()}
-    return fisher_diag(model, samples, layers)
+    g2: dict[str, Tensor | float] = dict.fromkeys(layers, 0.0)
+    count = dict.fromkeys(layers, 0)
+
+    def grab(n: str, grad: Tensor) -> None:
+        g = grad.reshape(-1, grad.shape[-1]).double()
+        g2[n] = g2[n] + g.pow(2).sum(0)
+        count[n] += g.shape[0]
+
+    def on_output(n: str, out: Tensor) -> None:
+        if out.requires_grad:  # the gradient that reaches this layer's output in the backward pass
+            out.register_hook(lambda grad: grab(n, grad))
+
+    hooks = [m.register_forward_hook(lambda _m, _a, out, n=n: on_output(n, out)) for n, m in layers.items()]
+    try:
+        fisher = fisher_diag(model, samples, layers)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {"fisher": fisher, "out_grad": {n: (g2[n] / count[n]).float() for n in layers}}
