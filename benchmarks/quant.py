@@ -103,13 +103,17 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run only jobs whose key matches this regex")
     ap.add_argument("--force", action="store_true", help="re-run jobs already in the results file")
     ap.add_argument("--results", default="quant", help="results/NAME.json (another name for a parallel or smoke run)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: tiny calibration and evaluation, w4g128, ours only")
     ap.add_argument("--merge", default="", help="comma-separated results names whose jobs are merged in (then removed)")
     a = ap.parse_args()
+    if a.quick:  # a smoke run: tiny calibration and evaluation, ours only, one configuration
+        a.samples, a.seqlen, a.tokens, a.configs = 2, 128, 512, "w4g128"
+        a.methods, a.draws, a.anchors, a.anchor_draws = "rtn,gptq", "0", "", ""
 
     from _protocol import write_protocol
 
     draws = sorted({int(x) for x in a.draws.split(",") if x} | {int(x) for x in a.anchor_draws.split(",") if x})
-    wd = work_dir()
+    wd = work_dir() / "quick" if a.quick else work_dir()  # a smoke run never replaces the real checkpoints
     proto_path = wd / f"protocol-{a.samples}x{a.seqlen}-{a.tokens}.json"
     if not proto_path.is_file():
         write_protocol(proto_path, a.samples, a.seqlen, a.tokens, draws)

@@ -207,7 +207,8 @@ def main() -> None:
            ["set", "problems", "mdq_solved", "resolvelib_solved", "solved_by_resolvelib_not_mdq", "unsat_explained",
             "mdq_median_ms", "resolvelib_median_ms", "mdq_p95_ms", "resolvelib_p95_ms", "median_ratio"], rows,
            {"resolvelib": resolvelib.__version__, "seed": a.seed,
-            "goal": "every problem resolvelib solves is solved; every unsat explained; median_ratio <= 0.5"})
+            "goal": "every problem resolvelib solves is solved; every unsat explained; median_ratio <= 0.5"},
+           seeds={"problem_sets": a.seed})
 
 
 if __name__ == "__main__":

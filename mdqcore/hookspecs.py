@@ -72,6 +72,12 @@ class CommandMeta(TypedDict, total=False):
     help: str  # the one-line summary `mdq --help` shows without importing the command
 
 
+class OutlierMeta(TypedDict, total=False):
+    """Metadata of an outlier classifier."""
+
+    selects_rows: bool  # a row selector for `mdq quantize --outliers` (wrap / apply), not only a classifier
+
+
 class LedgerBackendMeta(TypedDict, total=False):
     """Metadata of a ledger backend."""
 
@@ -104,7 +110,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("gate", "register_gates", GateMeta, "check(package, state) -> GateResult"),
     Kind("evaluator", "register_evaluators", EvaluatorMeta, "evaluate(state, inputs) -> {kpi: float}"),
     Kind("quantizer", "register_quantizers", NoMeta, "factory(**options) -> mdqcore.protocols.Quantizer"),
-    Kind("outlier_classifier", "register_outlier_classifiers", NoMeta,
+    Kind("outlier_classifier", "register_outlier_classifiers", OutlierMeta,
          "factory(**options) -> mdqcore.protocols.OutlierClassifier"),
     Kind("moe_projector", "register_moe_projectors", NoMeta, "factory(**config) -> mdqcore.protocols.MoEProjector"),
     Kind("compat_rule", "register_compat_rules", NoMeta, "rule(versions) -> (verdict, reason) | None"),

@@ -17,8 +17,13 @@ def reg():
 
 def test_registers_operator_classifiers_and_command(reg):
     assert reg.names("operator") == ["geoquant"]
-    assert reg.names("outlier_classifier") == ["functional", "sensitive"]
+    selectors = ["geoquant", "hessian", "kfac", "md", "random", "weight-error"]
+    assert reg.names("outlier_classifier") == sorted(["functional", "sensitive", *selectors])
     assert reg.get("outlier_classifier", "functional").obj(threshold=0.5).threshold == 0.5
+    # the row selectors of `mdq quantize --outliers` say so; the classifiers do not
+    assert [n for n in reg.names("outlier_classifier") if reg.get("outlier_classifier", n).meta.get("selects_rows")] \
+        == selectors
+    assert reg.get("outlier_classifier", "hessian").obj(keep=0.02).keep == 0.02
     assert reg.names("command") == ["geoquant"]
 
 

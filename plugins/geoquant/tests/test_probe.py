@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mdq_geoquant.privacy import make_secrets
-from mdq_geoquant.probe import MembershipProbe, row_effects
+from mdq_geoquant.probe import BlockCache, MembershipProbe, row_effects
 from mdq_quantkit.models import tiny_gpt2, tiny_llama
 
 
@@ -100,3 +100,36 @@ def test_code_lengths_take_the_full_forward_when_the_head_alone_is_not_the_logit
             logits = m(p.ids).logits[:, :-1]
         nll = -torch.log_softmax(logits, -1).gather(-1, p.ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         assert torch.allclose(bits, (nll * p.scored).sum(1) / math.log(2), rtol=1e-4)
+
+
+@pytest.mark.parametrize("make,name", [(tiny_llama, "model.layers.1.self_attn.v_proj"), (tiny_gpt2, "transformer.h.1.attn.c_attn")])
+def test_block_cache_reruns_from_the_changed_block_and_equals_the_full_forward(char_tok, make, name):
+    # issue #20: the probe re-runs only the blocks from the changed one onward
+    m = make()
+    p = MembershipProbe.from_secrets(char_tok, make_secrets(3), twins=2)
+    cache = BlockCache(m, p)
+    assert cache.ok and torch.allclose(cache.base, p.code_lengths(m), rtol=1e-5)
+    layer = m.get_submodule(name)
+    ran = []
+    hooks = [b.register_forward_hook(lambda mod, a, o, i=i: ran.append(i)) for i, b in enumerate(cache.blocks)]
+    with torch.no_grad():
+        layer.weight.mul_(1.5)
+    try:
+        after = cache.after_change(layer)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert ran == [1]  # block 0's output came from the cache
+    assert torch.allclose(after, p.code_lengths(m), rtol=1e-5)
+    assert not torch.allclose(after, cache.base)  # the change is seen
+    with pytest.raises(ValueError, match="none of the model's blocks"):
+        cache.after_change(m.get_output_embeddings())
+
+
+def test_block_cache_falls_back_to_full_forwards_when_its_path_differs(char_tok):
+    p = MembershipProbe.from_secrets(char_tok, make_secrets(2), twins=1)
+    m = _Capped()
+    cache = BlockCache(m, p)
+    assert not cache.ok and torch.equal(cache.base, p.code_lengths(m))
+    layer = m.inner.model.layers[0].mlp.up_proj
+    assert torch.allclose(cache.after_change(layer), p.code_lengths(m))

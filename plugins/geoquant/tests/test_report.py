@@ -6,7 +6,7 @@ import statistics as stats
 import pytest
 import torch
 
-from mdq_geoquant.report import md_vs_loss, pearson, r2, spearman, statistics, summary_markdown
+from mdq_geoquant.report import bootstrap_ci, encoder_batch, md_vs_loss, pearson, r2, spearman, statistics, summary_markdown
 from mdq_quantkit.models import tiny_llama
 
 
@@ -17,6 +17,35 @@ def test_statistics_match_hand_values():
     assert spearman([1, 1, 2], [1, 1, 2]) == pytest.approx(1.0)  # ties share ranks
     assert r2(x, y) == pytest.approx(pearson(x, y) ** 2)
     assert math.isnan(pearson([1, 1, 1], [1, 2, 3]))
+
+
+def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_points():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, generator=g)
+    y = (x + 0.5 * torch.randn(200, generator=g)).tolist()
+    x = x.tolist()
+    lo, hi = bootstrap_ci(x, y, pearson)
+    assert lo < pearson(x, y) < hi and 0 < hi - lo < 0.2
+    lo20, hi20 = bootstrap_ci(x[:20], y[:20], pearson)
+    assert hi20 - lo20 > hi - lo
+    assert bootstrap_ci(x, y, pearson) == [lo, hi]  # seeded: the same interval every time
+    assert bootstrap_ci([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0], pearson) is None  # constant side: undefined
+    with pytest.raises(ValueError, match=">= 3"):
+        bootstrap_ci([1.0, 2.0], [1.0, 2.0], pearson)
+
+
+def test_encoder_batch_draws_paragraphs_by_seed():
+    class Tok:
+        def __call__(self, paras, **kw):
+            return {"input_ids": torch.tensor([[len(p)] for p in paras]), "attention_mask": torch.ones(len(paras), 1)}
+
+    text = "\n\n".join(f"paragraph {i} " + "x" * (80 + i) for i in range(10))
+    first, _ = encoder_batch(Tok(), text, n=4)
+    a, _ = encoder_batch(Tok(), text, n=4, seed=1)
+    b, _ = encoder_batch(Tok(), text, n=4, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, first)
+    with pytest.raises(ValueError, match="fewer than 11"):
+        encoder_batch(Tok(), text, n=11)
 
 
 def test_md_vs_loss_measures_each_layer_and_restores_the_model():
@@ -31,7 +60,8 @@ def test_md_vs_loss_measures_each_layer_and_restores_the_model():
         assert by[(name, 2)]["md"] > by[(name, 4)]["md"] and by[(name, 2)]["weight_err"] > by[(name, 4)]["weight_err"]
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
     # the truncated forward (from the changed block on) equals a full forward's loss
-    full = torch.nn.functional.cross_entropy(m(ids).logits[:, :-1].reshape(-1, 256), ids[:, 1:].reshape(-1))
+    with torch.no_grad():
+        full = torch.nn.functional.cross_entropy(m(ids).logits[:, :-1].reshape(-1, 256), ids[:, 1:].reshape(-1))
     assert res["base_loss"] == pytest.approx(float(full), rel=1e-5)
     assert res["stats"] == statistics(res["rows"]) and "Spearman(MD, loss change)" in summary_markdown("t", res, "f.png")
     with pytest.raises(ValueError, match="no layer"):

@@ -51,8 +51,12 @@ class ConflictReport:
 
 def detect_and_feed_back(layer: CDSPMoE, loss_a: torch.Tensor, loss_b: torch.Tensor, x: torch.Tensor,
                          task: torch.Tensor, a: int = 0, b: int = 1, *, threshold: float = 0.05,
-                         step: float = 0.05) -> ConflictReport:
-    """Compute per-dim gradient cosines between tasks a and b and push conflicting dims apart in alpha."""
+                         step: float = 0.05, feedback: bool = True) -> ConflictReport:
+    """Compute per-dim gradient cosines between tasks a and b and push conflicting dims apart in alpha.
+
+    With `feedback=False` the conflicts are only measured (alpha is left alone), e.g. once the
+    masks are frozen.
+    """
     ga, gb = basis_gradients(layer, loss_a), basis_gradients(layer, loss_b)
     ua, ub = usage(layer, x, task, a), usage(layer, x, task, b)
     shared = (ua > threshold) & (ub > threshold)
@@ -60,7 +64,7 @@ def detect_and_feed_back(layer: CDSPMoE, loss_a: torch.Tensor, loss_b: torch.Ten
     cos = torch.where(shared, cos, torch.full_like(cos, float("nan")))
     conflict = shared & (cos < 0)
     moved = 0
-    if conflict.any():
+    if feedback and conflict.any():
         with torch.no_grad():
             m = torch.zeros_like(layer.alpha).scatter_(1, layer.picked(), 1.0)
             ga_e = layer.gates(x[task == a], task[task == a]).mean(0)

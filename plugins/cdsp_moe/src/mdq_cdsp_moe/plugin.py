@@ -36,21 +36,44 @@ def moe() -> None:
     """
 
 
+class SeedList(click.ParamType):
+    """Seeds as '0-4', '0,2,5' or '3'; a malformed list is a usage error before any training."""
+
+    name = "seeds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[int]:
+        """Parse the option's text into a list of seeds."""
+        if isinstance(value, list):
+            return value
+        from .experiment import parse_seeds  # numpy / torch load only once the option is used
+
+        try:
+            return parse_seeds(str(value))
+        except ValueError as exc:
+            self.fail(f"{exc}; give seeds as 0-4, 0,2,5 or 3", param, ctx)
+
+
 @moe.command("interference")
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seeds", default="0", show_default=True, type=SeedList(),
+              help="Seeds to run, e.g. 0-4 or 0,3,7: each trains every model afresh; the summary gives mean, sd, "
+                   "min and max over them.")
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+              help="Learning-rate schedule ('constant' with --freeze-masks 1 is the original recipe).")
+@click.option("--freeze-masks", type=click.FloatRange(0, 1), default=0.75, show_default=True,
+              help="Share of the epochs after which alpha (every expert's top-k set) stops changing; 1 = never.")
 @click.option("--out", "out_dir", default="moe-interference", show_default=True, type=click.Path(file_okay=False),
               help="Where the JSON and the PNG figures go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def interference(epochs: int, seed: int, out_dir: str, as_json: bool) -> None:
+def interference(epochs: int, seeds: list[int], schedule: str, freeze_masks: float, out_dir: str, as_json: bool) -> None:
     """Two contradictory tasks (digit parity and its inverse) on scikit-learn's digits:
     CDSP-MoE vs a plain MLP of the same size (with and without the task id) vs a top-1 MoE.
 
-    Writes results.json, alpha_heatmap.png and health_metrics.png to --out.
+    Writes results.json, alpha_heatmap.png and health_metrics.png (of the first seed) to --out.
 
     \b
     Example:
-      mdq moe interference --epochs 40 --out runs/moe
+      mdq moe interference --epochs 40 --seeds 0-4 --out runs/moe
     """
     from pathlib import Path
 
@@ -58,25 +81,32 @@ def interference(epochs: int, seed: int, out_dir: str, as_json: bool) -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from .experiment import plot, run_interference
+    from .experiment import plot, run_seeds
 
     con = Console(stderr=True)
+    names = ("cdsp", "mlp", "mlp+task", "topk-moe")
     with Progress(console=con, transient=True) as bar:
-        jobs = {n: bar.add_task(n, total=epochs) for n in ("cdsp", "mlp", "mlp+task", "topk-moe")}
-        res = run_interference(epochs, seed, progress=lambda n, e, r: bar.update(jobs[n], completed=e + 1))
-    res.pop("_model")
+        jobs = {(s, n): bar.add_task(f"seed {s} {n}", total=epochs) for s in seeds for n in names}
+        res = run_seeds(epochs, seeds, progress=lambda s, n, e, r: bar.update(jobs[s, n], completed=e + 1),
+                        schedule=schedule, freeze_masks=freeze_masks)
+    first = res["runs"][0]
+    for run in res["runs"]:
+        run.pop("_model")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    res["figures"] = plot(res, out_dir)
+    res["figures"] = plot(first, out_dir)
     (Path(out_dir) / "results.json").write_text(json.dumps(res, indent=2))
     if as_json:
-        click.echo(json.dumps({k: v for k, v in res.items() if k != "alpha_sigmoid"}, indent=2))
+        click.echo(json.dumps({**res, "runs": [{k: v for k, v in r.items() if k != "alpha_sigmoid"} for r in res["runs"]]},
+                              indent=2))
         return
-    table = Table(title=f"interference test ({epochs} epochs, seed {seed})")
-    for c in ("model", "params", "task 0 acc", "task 1 acc", "step ms"):
+    table = Table(title=f"interference test ({epochs} epochs, seeds {', '.join(map(str, seeds))}): "
+                        f"test accuracy, mean +- sd [min, max]")
+    for c in ("model", "params", "task 0", "task 1", f"runs below {res['goal']} on a task"):
         table.add_column(c)
-    for name, m in res["models"].items():
-        table.add_row(name, str(m["params"]), f"{m['test_acc_task0']:.3f}", f"{m['test_acc_task1']:.3f}", f"{m['step_ms']:.2f}")
-    Console(width=120).print(table)
+    for name, s in res["summary"].items():
+        cells = [f"{s[t]['mean']:.3f} +- {s[t]['sd']:.3f} [{s[t]['min']:.3f}, {s[t]['max']:.3f}]" for t in ("task0", "task1")]
+        table.add_row(name, str(first["models"][name]["params"]), *cells, f"{s['below_goal']} of {s['runs']}")
+    Console(width=140).print(table)
     click.echo(f"wrote {out_dir}/results.json and {', '.join(res['figures'])}")
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .md import weight
-from .probe import MembershipProbe, row_effects
+from .probe import BlockCache, MembershipProbe, row_effects
 
 
 @contextmanager
@@ -156,11 +156,12 @@ class SensitiveClassifier(_RowClassifier):
     what = "encoding-entropy threshold (bits)"
 
     def __init__(self, threshold: float = 8.0, dauc: float = 0.1, candidates: int = 128, bits: int = 4,
-                 group_size: int = 128) -> None:
+                 group_size: int = 128, reuse_blocks: bool = True) -> None:
         super().__init__(threshold, bits, group_size)
         if not dauc > 0 or candidates < 1:
             raise ValueError(f"the MIA dAUC threshold must be > 0 and candidates >= 1, got {dauc}, {candidates}")
         self.dauc, self.candidates = dauc, candidates
+        self.reuse_blocks = reuse_blocks  # False: one full forward per measured row (the reference path)
 
     def scores(self, model: nn.Module, probe: MembershipProbe, layers: dict[str, nn.Module],
                progress: Callable[[int, int], None] | None = None) -> SensitiveScores:
@@ -177,13 +178,14 @@ class SensitiveClassifier(_RowClassifier):
             out.screen[n] = row_loss_change(Fm[n] - Ft[n], w, wq[n]).abs()
         flat = torch.cat([out.screen[n] for n in layers])
         top = torch.topk(flat, min(self.candidates, flat.numel())).indices
-        base = probe.code_lengths(model)
+        cache = BlockCache(model, probe) if self.reuse_blocks else None
+        base = cache.base if cache is not None else probe.code_lengths(model)
         offset, done = 0, 0
         for n, m in layers.items():
             size = out.screen[n].numel()
             rows = top[(top >= offset) & (top < offset + size)] - offset
             offset += size
-            bits, dauc = row_effects(model, probe, m, rows, wq[n], base)
+            bits, dauc = row_effects(model, probe, m, rows, wq[n], base, cache)
             out.encoding_bits[n], out.dauc[n] = torch.zeros(size), torch.zeros(size)
             out.encoding_bits[n][rows], out.dauc[n][rows] = bits, dauc
             out.measured[n] = torch.zeros(size, dtype=torch.bool)

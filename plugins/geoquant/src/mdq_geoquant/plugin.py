@@ -21,11 +21,24 @@ def register_operators(register: Any) -> None:
              params={k: b for k, (b, _d) in PARAMS.items()}, defaults={k: d for k, (_b, d) in PARAMS.items()})
 
 
+def _selector(scorer: str) -> Any:
+    def factory(state: Any = None, **options: Any) -> Any:
+        from .select import RowSelector
+
+        return RowSelector(scorer, state, **options)
+
+    return factory
+
+
 @mdqcore.hookimpl
 def register_outlier_classifiers(register: Any) -> None:
-    """`functional` (Fisher-estimated dPPL >= 0.3) and `sensitive` (encoding entropy >= 8 bits or MIA dAUC >= 0.1)."""
+    """`functional` (Fisher-estimated dPPL >= 0.3) and `sensitive` (encoding entropy >= 8 bits or MIA dAUC >= 0.1);
+    the row selectors of `mdq quantize --outliers` (selects_rows=True): `geoquant`, `md`, `kfac`, `hessian`,
+    `weight-error`, `random`."""
     register("functional", "mdq_geoquant.classify:FunctionalClassifier", version=VERSION)
     register("sensitive", "mdq_geoquant.classify:SensitiveClassifier", version=VERSION)
+    for name in ("geoquant", "md", "kfac", "hessian", "weight-error", "random"):
+        register(name, _selector(name), version=VERSION, selects_rows=True)
 
 
 @mdqcore.hookimpl

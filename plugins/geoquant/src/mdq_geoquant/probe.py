@@ -133,6 +133,63 @@ def _scored_logits(model: nn.Module, ids: Tensor, scored: Tensor) -> Tensor:
     return short() if _HEAD_OK[model] else full()
 
 
+class BlockCache:
+    """The probe's hidden states at every block's input, so a change inside block b re-runs only blocks b onward.
+
+    Built once from the unchanged model (one forward, all records in one batch); a row
+    quantized in block b leaves every block before b as it was, so their outputs are reused.
+    The final norm and the output head are applied to the scored positions only. Whether this
+    path gives the full forward's code lengths is checked when the cache is built (`ok`); a
+    model where it does not (an unknown final norm, logits changed after the head) is measured
+    with full forwards instead.
+    """
+
+    def __init__(self, model: nn.Module, probe: MembershipProbe) -> None:
+        from mdq_quantkit.layerwise import blocks_of, capture, run_block
+
+        self.model, self.probe = model, probe
+        full = probe.code_lengths(model)
+        base = getattr(model, "base_model", None)
+        self.norm = next((getattr(base, a) for a in ("norm", "ln_f", "final_layernorm") if hasattr(base, a)), None)
+        self.head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        try:
+            _, self.blocks = blocks_of(model)
+        except ValueError:  # no blocks to cache: every measurement is a full forward
+            self.blocks, self.norm = [], None
+        self.block_of = {id(m): i for i, b in enumerate(self.blocks) for m in b.modules()}
+        cached = None
+        if self.blocks and self.norm is not None and self.head is not None:
+            with torch.no_grad():
+                self.inputs, self.kwargs = capture(model, [probe.ids])  # inputs[b]: the hidden states entering block b
+                for b in self.blocks[:-1]:
+                    self.inputs.append(run_block(b, self.inputs[-1], self.kwargs))
+            cached = self.code_lengths(0)
+        self.ok = cached is not None and bool(torch.allclose(cached, full, rtol=1e-4, atol=1e-3))
+        self.base = cached if self.ok else full  # before and after a change: the same path, so no offset
+
+    @torch.no_grad()
+    def code_lengths(self, start: int) -> Tensor:
+        """Return every record's code length in bits, re-running blocks `start` onward from the cache."""
+        from mdq_quantkit.layerwise import run_block
+
+        p = self.probe
+        x = self.inputs[start]
+        for b in self.blocks[start:]:
+            x = run_block(b, x, self.kwargs)
+        logits = self.head(self.norm(x)[:, :-1][p.scored]).float()
+        nll = -torch.log_softmax(logits, -1).gather(-1, p.ids[:, 1:][p.scored].unsqueeze(-1)).squeeze(-1)
+        rows = torch.arange(p.ids.shape[0]).unsqueeze(1).expand_as(p.scored)[p.scored]
+        return torch.zeros(p.ids.shape[0], dtype=nll.dtype).index_add_(0, rows, nll) / math.log(2)
+
+    def after_change(self, layer: nn.Module) -> Tensor:
+        """Return the code lengths with `layer` as it is now (inside one block), everything else unchanged."""
+        if not self.ok:
+            return self.probe.code_lengths(self.model)
+        if id(layer) not in self.block_of:
+            raise ValueError(f"{type(layer).__name__} is in none of the model's blocks; the block cache cannot place it")
+        return self.code_lengths(self.block_of[id(layer)])
+
+
 def _weight_data(layer: nn.Module) -> tuple[Tensor, bool]:
     from transformers.pytorch_utils import Conv1D
 
@@ -141,8 +198,14 @@ def _weight_data(layer: nn.Module) -> tuple[Tensor, bool]:
 
 @torch.no_grad()
 def row_effects(model: nn.Module, probe: MembershipProbe, layer: nn.Module, rows: Tensor, wq: Tensor,
-                base: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Return (encoding bits, MIA dAUC) of quantizing each of `rows` alone to its row of wq (out, in)."""
+                base: Tensor | None = None, cache: BlockCache | None = None) -> tuple[Tensor, Tensor]:
+    """Return (encoding bits, MIA dAUC) of quantizing each of `rows` alone to its row of wq (out, in).
+
+    With a `cache` (built on this model, unchanged since) each measurement re-runs only the
+    blocks from the layer's own onward; without one, each is a full forward.
+    """
+    if cache is not None:
+        base = cache.base if base is None else base
     base = probe.code_lengths(model) if base is None else base
     auc0 = probe.auc(base)
     data, transposed = _weight_data(layer)
@@ -152,7 +215,7 @@ def row_effects(model: nn.Module, probe: MembershipProbe, layer: nn.Module, rows
         saved = view.clone()
         view.copy_(wq[j].to(view.dtype))
         try:
-            after = probe.code_lengths(model)
+            after = probe.code_lengths(model) if cache is None else cache.after_change(layer)
         finally:
             view.copy_(saved)  # the model comes back exactly as it was, on errors too
         bits[k] = probe.encoding_bits(base, after)

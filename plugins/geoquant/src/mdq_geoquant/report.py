@@ -31,18 +31,21 @@ from .classify import fisher_diag, grads_only, rtn_weight
 from .md import md_rows, weight
 
 
+def _ranks(v: list[float]) -> Tensor:
+    """Return the ranks of v (0-based), ties sharing their mean rank."""
+    t = torch.tensor(v, dtype=torch.float64)
+    vals, order = t.sort()
+    _, inverse, counts = torch.unique_consecutive(vals, return_inverse=True, return_counts=True)
+    mean_pos = torch.zeros(counts.numel(), dtype=torch.float64).index_add_(
+        0, inverse, torch.arange(len(v), dtype=torch.float64)) / counts
+    r = torch.empty_like(t)
+    r[order] = mean_pos[inverse]
+    return r
+
+
 def spearman(x: list[float], y: list[float]) -> float:
     """Return Spearman's rank correlation (average ranks for ties)."""
-    def ranks(v: list[float]) -> Tensor:
-        t = torch.tensor(v, dtype=torch.float64)
-        order = t.argsort()
-        r = torch.empty_like(t)
-        r[order] = torch.arange(len(v), dtype=torch.float64)
-        for val in t.unique():  # ties share their mean rank
-            m = t == val
-            r[m] = r[m].mean()
-        return r
-    return pearson(ranks(x).tolist(), ranks(y).tolist())
+    return pearson(_ranks(x).tolist(), _ranks(y).tolist())
 
 
 def pearson(x: list[float], y: list[float]) -> float:
@@ -51,6 +54,25 @@ def pearson(x: list[float], y: list[float]) -> float:
     a, b = a - a.mean(), b - b.mean()
     den = float(a.norm() * b.norm())
     return float((a * b).sum()) / den if den > 0 else math.nan
+
+
+def bootstrap_ci(x: list[float], y: list[float], stat: Callable[[list[float], list[float]], float], *,
+                 resamples: int = 2000, level: float = 0.95, seed: int = 0) -> list[float] | None:
+    """Return the percentile bootstrap interval [lo, hi] of stat(x, y) over resampled points; None if undefined.
+
+    Resamples whose statistic is undefined (a constant side) are dropped; if more than half
+    are, there is no interval.
+    """
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"a bootstrap interval needs >= 3 paired points, got {len(x)} and {len(y)}")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(x), (resamples, len(x)), generator=g).tolist()
+    vals = [v for v in (stat([x[i] for i in ids], [y[i] for i in ids]) for ids in idx) if not math.isnan(v)]
+    if len(vals) < resamples / 2:
+        return None
+    q = torch.tensor(vals, dtype=torch.float64).quantile(torch.tensor([(1 - level) / 2, (1 + level) / 2],
+                                                                      dtype=torch.float64))
+    return [float(q[0]), float(q[1])]
 
 
 def r2(x: list[float], y: list[float]) -> float:
@@ -141,11 +163,15 @@ class _EncoderLoss:
         return F
 
 
-def encoder_batch(tokenizer: Any, text: str, n: int = 64, max_length: int = 64) -> tuple[Tensor, Tensor]:
-    """Return (input ids, attention mask) of the first n non-trivial paragraphs of text."""
-    paras = [p.strip() for p in text.split("\n\n") if len(p.strip()) > 80][:n]
+def encoder_batch(tokenizer: Any, text: str, n: int = 64, max_length: int = 64,
+                  seed: int | None = None) -> tuple[Tensor, Tensor]:
+    """Return (input ids, attention mask) of n non-trivial paragraphs of text: the first n, or n drawn by `seed`."""
+    import random
+
+    paras = [p.strip() for p in text.split("\n\n") if len(p.strip()) > 80]
     if len(paras) < n:
         raise ValueError(f"the text has {len(paras)} paragraphs of more than 80 characters, fewer than {n}")
+    paras = paras[:n] if seed is None else random.Random(seed).sample(paras, n)
     enc = tokenizer(paras, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
 
@@ -206,14 +232,17 @@ def md_vs_loss(model: nn.Module, windows: Tensor, layers: list[str], bits: tuple
     return {"base_loss": base, "rows": rows, "stats": statistics(rows)}
 
 
-def statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Spearman / Pearson of MD vs loss change and R^2 of every predictor."""
+def statistics(rows: list[dict[str, Any]], resamples: int = 2000) -> dict[str, Any]:
+    """Spearman / Pearson of MD vs loss change, R^2 of every predictor, and their 95% bootstrap intervals."""
     y = [r["d_loss"] for r in rows]
+    md = [r["md"] for r in rows]
     preds = ("md", "weight_err", "riemannian", "geodesic")
-    return {"n": len(rows), "spearman_md": spearman([r["md"] for r in rows], y),
-            "pearson_md": pearson([r["md"] for r in rows], y),
+    return {"n": len(rows), "spearman_md": spearman(md, y), "pearson_md": pearson(md, y),
             "r2": {p: r2([r[p] for r in rows], y) for p in preds},
-            "spearman": {p: spearman([r[p] for r in rows], y) for p in preds}}
+            "spearman": {p: spearman([r[p] for r in rows], y) for p in preds},
+            "ci95": {"spearman_md": bootstrap_ci(md, y, spearman, resamples=resamples),
+                     "pearson_md": bootstrap_ci(md, y, pearson, resamples=resamples),
+                     "r2": {p: bootstrap_ci([r[p] for r in rows], y, r2, resamples=resamples) for p in preds}}}
 
 
 def plot(result: dict[str, Any], out: Path, title: str) -> Path:
@@ -268,9 +297,14 @@ def summary_markdown(name: str, result: dict[str, Any], figure: str) -> str:
     s = result["stats"]
     lines = [f"# GeoQuant report: {name}", "",
              f"{s['n']} (layer, bits) points; each layer quantized alone with RTN g128; base loss {result['base_loss']:.4f}.",
-             "", f"- Spearman(MD, loss change) = {s['spearman_md']:.3f} (seed's claim: >= 0.8)",
-             f"- Pearson(MD, loss change) = {s['pearson_md']:.3f}", "",
-             "| predictor | R^2 | Spearman |", "|---|---|---|"]
-    lines += [f"| {p} | {s['r2'][p]:.3f} | {s['spearman'][p]:.3f} |" for p in s["r2"]]
+             "", f"- Spearman(MD, loss change) = {s['spearman_md']:.3f}, 95% bootstrap interval "
+             f"{_interval(s['ci95']['spearman_md'])} (seed's claim: >= 0.8)",
+             f"- Pearson(MD, loss change) = {s['pearson_md']:.3f}, {_interval(s['ci95']['pearson_md'])}", "",
+             "| predictor | R^2 | R^2 95% interval | Spearman |", "|---|---|---|---|"]
+    lines += [f"| {p} | {s['r2'][p]:.3f} | {_interval(s['ci95']['r2'][p])} | {s['spearman'][p]:.3f} |" for p in s["r2"]]
     lines += ["", f"![loss change vs predictors]({figure})", ""]
     return "\n".join(lines)
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "undefined" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"

@@ -26,6 +26,34 @@ def _backend(name: str, options: dict[str, Any]) -> Any:
     return cap.obj(**options)
 
 
+def _selector(name: str, keep: str | None) -> Any:
+    """Find the row selector `name` (an outlier classifier registered with selects_rows=True) and build it.
+
+    What a selector offers (mdq-geoquant's RowSelector is one): factory(keep=share) -> an object
+    with `needs_calibration`, `check_backend(backend)` (raises ValueError for a backend it cannot
+    work with), `wrap(backend, model, samples)` -> the backend to quantize with, and
+    `apply(model)` -> a JSON-able summary, after which the chosen rows are kept in float16.
+    """
+    from mdqcore.cli.console import registry
+
+    names = [n for n in registry().names("outlier_classifier")
+             if registry().find("outlier_classifier", n).meta.get("selects_rows")]
+    if name not in names:
+        _fail(f"--outliers {name!r} is not a registered row selector (registered: {', '.join(names) or 'none'}; "
+              f"they come from plugins such as mdq-geoquant)")
+    options: dict[str, Any] = {}
+    if keep is not None:
+        t = keep.strip()
+        try:
+            options["keep"] = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+        except ValueError:
+            _fail(f"--keep {keep!r} is not a share: give a percentage like 1% or a fraction like 0.01")
+        if not 0.0 < options["keep"] <= 0.5:
+            _fail(f"--keep {keep!r} is outside (0, 50%]: the share of weights kept in float16 must be positive and "
+                  f"at most half")
+    return registry().find("outlier_classifier", name).obj(**options)
+
+
 @click.command("quantize")
 @click.option("--model", "model_spec", required=True, help=MODEL_HELP)
 @click.option("--backend", default="rtn", show_default=True, help="Quantizer backend: rtn, gptq, awq (any installed).")
@@ -39,15 +67,21 @@ def _backend(name: str, options: dict[str, Any]) -> Any:
               help="GPTQ: take columns in order of decreasing Hessian diagonal (gptq's default: on).")
 @click.option("--format", "fmt", type=click.Choice(["mdq", "gptq", "compressed-tensors"]), default="mdq",
               show_default=True, help="Checkpoint layout: mdq's own, Hugging Face GPTQ, or compressed-tensors.")
+@click.option("--outliers", "outliers", help="Mixed precision: a row selector (e.g. geoquant, hessian, weight-error, "
+              "random) whose top rows stay in float16 after quantizing.")
+@click.option("--keep", help="With --outliers: the share of weights kept in float16, e.g. 1% or 0.5% (in (0, 50%]; "
+              "default: the geoquant operator's `keep` parameter).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: bool, samples: int, seqlen: int,
-             text_path: str | None, act_order: bool | None, fmt: str, out_dir: str) -> None:
+             text_path: str | None, act_order: bool | None, fmt: str, outliers: str | None, keep: str | None,
+             out_dir: str) -> None:
     """Quantize a model's linear layers block by block (streamed from disk) and save it, with a progress bar.
 
     \b
     Example:
       mdq quantize --model smollm2-135m --backend gptq --bits 4 --group-size 128 --out runs/w4g128
       mdq quantize --model smollm2-135m --backend gptq --format gptq --out runs/w4g128-gptq
+      mdq quantize --model smollm2-135m --backend gptq --bits 3 --outliers hessian --keep 1% --out runs/w3-mixed
       mdq eval ppl --model runs/w4g128
     """
     from rich.progress import Progress
@@ -56,22 +90,32 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
     from .config import QuantConfig
     from .data import calibration_samples, corpus_text, split_tokens, tokenize
     from .io import check_save, save
-    from .models import load_for_quantization
+    from .models import load, load_for_quantization
 
     try:
         cfg = QuantConfig(int(bits), group_size, sym)
         options = {} if act_order is None else {"act_order": act_order}
         if act_order is not None and backend != "gptq":
             raise ValueError("--act-order / --no-act-order apply to the gptq backend only")
+        if keep is not None and outliers is None:
+            raise ValueError("--keep sets the float16 budget of --outliers; give --outliers too")
         algo = _backend(backend, options)
-        model, tok = load_for_quantization(model_spec)
+        selector = _selector(outliers, keep) if outliers else None
+        if selector is not None:
+            selector.check_backend(algo)
+            if fmt != "mdq":
+                raise ValueError(f"--outliers keeps rows in float16, which only mdq's format can hold; drop --format {fmt}")
+        # a selector measures the float model as a whole (loss gradients, every block): no streaming then
+        model, tok = load(model_spec) if selector is not None else load_for_quantization(model_spec)
         check_save(fmt, cfg, model)
         calib = []
-        if algo.needs_calibration:
+        if algo.needs_calibration or (selector is not None and selector.needs_calibration):
             if tok is None:
                 raise ValueError(f"{model_spec} has no tokenizer files: calibration needs one")
             pool, _ = split_tokens(tokenize(tok, corpus_text(text_path)))
             calib = calibration_samples(pool, samples, seqlen)
+        if selector is not None:
+            algo = selector.wrap(algo, model, calib)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         _fail(str(exc))
     with Progress(transient=False) as bar:
@@ -82,11 +126,18 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
 
         try:
             stats = quantize_model(model, cfg, algo, calib, progress)
+            kept = selector.apply(model) if selector is not None else None
         except ValueError as exc:
             _fail(str(exc))
-    save(model, out_dir, tok, fmt, {"source_model": str(model_spec), "calibration": {
-        "samples": len(calib), "seqlen": seqlen, "text": text_path or "pydoc_data.topics"}})
+    meta: dict[str, Any] = {"source_model": str(model_spec), "calibration": {
+        "samples": len(calib), "seqlen": seqlen, "text": text_path or "pydoc_data.topics"}}
+    if kept is not None:
+        meta["outliers"] = kept
+    save(model, out_dir, tok, fmt, meta)
     click.echo(f"quantized {len(model.mdq_quant['modules'])} layers with {backend} in {stats['seconds']:.1f} s -> {out_dir}")
+    if kept is not None:
+        click.echo(f"kept {kept['kept_rows']} rows ({kept['kept_share'] * 100:.2f}% of the quantized weights) in "
+                   f"float16, chosen by {outliers}")
 
 
 @click.group("eval")

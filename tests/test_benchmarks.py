@@ -1,0 +1,111 @@
+"""The benchmark harness (issue #20): run.py's selection, the environment every result records, README figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _common  # noqa: E402
+import figures  # noqa: E402
+import run  # noqa: E402
+
+
+def test_every_benchmark_script_is_in_run_py():
+    scripts = {p.name for p in BENCH.glob("*.py") if not p.name.startswith("_")} - {"run.py", "figures.py"}
+    assert scripts == {b.script for b in run.BENCHMARKS.values()}
+    for b in run.BENCHMARKS.values():
+        text = (BENCH / b.script).read_text()
+        assert "report(" in text  # every results file goes through report(), which records the environment
+        for arg in b.quick or ():  # the smoke arguments are ones the script accepts
+            if arg.startswith("--"):
+                assert f'"{arg}"' in text, f"{b.script} has no option {arg}"
+
+
+def test_only_selects_in_order_and_refuses_unknown_names_before_running_anything():
+    assert run.select("quant,moe") == ["moe", "quant"]
+    assert run.select(None) == list(run.BENCHMARKS)
+    for bad in ("quant,nope", "", "moe,"):
+        with pytest.raises(SystemExit, match="known: hooks"):
+            run.select(bad)
+    r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--only", "nope"], capture_output=True, text=True)
+    assert r.returncode != 0 and "unknown benchmark" in r.stderr
+
+
+def test_environment_records_commit_versions_threads_cpu_seeds_and_wall_time():
+    env = _common.environment(seeds=[0, 1])
+    assert len(env["commit"]) == 40 and isinstance(env["dirty"], bool)
+    assert env["packages"]["numpy"] and "torch" in env["packages"] and "transformers" in env["packages"]
+    assert env["machine"]["cpu_model"] and env["machine"]["cpus_usable"] >= 1
+    assert env["seeds"] == [0, 1] and env["wall_s"] >= 0
+
+
+def test_report_writes_the_environment_into_the_results_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    path = _common.report("probe", "t", ["a"], [{"a": 1.5}], {"extra": 2}, seeds={"draws": [0]})
+    doc = json.loads(path.read_text())
+    assert doc["environment"]["seeds"] == {"draws": [0]} and doc["rows"] == [{"a": 1.5}] and doc["extra"] == 2
+
+
+@pytest.mark.parametrize("bad", ["4-0", "x", "1-", "", "1,,2", "-3"])
+def test_malformed_seed_ranges_are_errors(bad):
+    with pytest.raises(ValueError, match="seeds"):
+        _common.parse_seeds(bad)
+
+
+def test_seeds_and_spread():
+    assert _common.parse_seeds("0-2,5") == [0, 1, 2, 5]
+    s = _common.spread([1.0, 2.0, 3.0])
+    assert s == {"n": 3, "mean": 2.0, "sd": 1.0, "min": 1.0, "max": 3.0}
+    for bad in ([], [1.0, math.nan]):
+        with pytest.raises(ValueError):
+            _common.spread(bad)
+
+
+def _readme(root: Path, body: str, results: dict) -> list[figures.Problem]:
+    (root / "r.json").write_text(json.dumps(results))
+    readme = root / "README.md"
+    readme.write_text(body)
+    return figures.check(readme)
+
+
+@pytest.fixture
+def in_repo(monkeypatch, tmp_path):
+    # figures resolves marker paths against the repository root: point the root at a scratch tree
+    monkeypatch.setattr(figures, "ROOT", tmp_path)
+    return tmp_path
+
+
+def test_figures_in_a_marked_table_must_be_in_the_results(in_repo):
+    results = {"rows": [{"ppl": 13.5871, "acc": 0.9777, "s": 90.1}], "nested": {"ratio": 1.3004}}
+    ok = "## Measured\n<!-- figures: r.json -->\n| model | ppl | acc | s |\n|---|---|---|---|\n" \
+         "| gptq w4 | **13.59** | 97.8% | 90 (1.30x) |\n"
+    assert _readme(in_repo, ok, results) == []
+    bad = ok.replace("13.59", "13.58")
+    [p] = _readme(in_repo, bad, results)
+    assert "13.58 is in no number" in str(p) and p.line == 5
+
+
+def test_unmarked_results_tables_missing_files_and_empty_tables_are_problems(in_repo):
+    table = "| a | b |\n|---|---|\n| x | 1.5 |\n"
+    [p] = _readme(in_repo, "## Results\n" + table, {"v": 1.5})
+    assert "without a `<!-- figures" in p.what
+    [p] = _readme(in_repo, "## Other\n<!-- figures: missing.json -->\n" + table, {"v": 1.5})
+    assert "missing file" in p.what
+    [p] = _readme(in_repo, "## Other\n<!-- figures: r.json -->\n| a | b |\n|---|---|\n| x | n/a |\n", {"v": 1.5})
+    assert "quotes no figure" in p.what
+    [p] = _readme(in_repo, "## Other\n<!-- figures: r.json -->\n" + table, {"v": "text only"})
+    assert "holds no numbers" in p.what
+    assert _readme(in_repo, "## Other\n" + table, {"v": 1.5}) == []  # not a results table: no claim to check
+
+
+def test_every_readme_figure_is_in_a_results_file():
+    problems = [p for r in figures.readmes() for p in figures.check(r)]
+    assert not problems, "\n".join(map(str, problems))
