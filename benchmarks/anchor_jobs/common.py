@@ -58,17 +58,14 @@ def trim() -> None:
 
 
 def model_bytes(model: Any) -> int:
-    """Return the bytes of every distinct tensor the model holds (parameters, buffers, mdq's int4 packs)."""
+    """Return the bytes of every distinct tensor the model holds (parameters, buffers, mdq's int4 packs, once each)."""
+    extra = [t for m in model.modules() if hasattr(m, "kernel_tensors") for t in m.kernel_tensors()]
     seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
+    for t in list(model.parameters()) + list(model.buffers()) + extra:
         st = t.untyped_storage()
         if t.device.type != "meta" and st.data_ptr() not in seen:
             seen.add(st.data_ptr())
             total += st.nbytes()
-    for m in model.modules():
-        pack = getattr(m, "_int4", None)
-        if pack is not None:
-            total += pack.nbytes()
     return total
 
 

@@ -71,7 +71,7 @@ def test_kept_rows_replace_their_quantized_codes_on_both_paths(kernel):
 
 @pytest.mark.parametrize("in_f,g", [(576, 128), (576, 64), (1536, 128), (96, 32)])
 def test_int4_cpu_kernel_keeps_one_packed_copy_and_matches_the_torch_path(in_f, g):
-    # 576 = 4 x 128 + 64: the short last group runs as its own column range (issue #19)
+    # 576 = 4 x 128 + 64: the short last group runs in the same call, as groups of 64 (issue #19)
     ref, w, codes = _layer(4, in_f=in_f, out_f=96, g=g)
     q = QuantLinear.from_codes(codes, ref.scales.float(), ref.zeros, ref.cfg, ref.bias)
     assert q.kernel == "int4"  # chosen automatically for 4-bit layers on CPU

@@ -101,28 +101,33 @@ def checkpoint_kind(p: Path) -> str:
                      f"compressed-tensors checkpoints")
 
 
-def load_any(p: Path) -> Any:
-    """Return the model of a checkpoint directory, quantized (any supported format) or float, in eval mode."""
+def load_any(p: Path, fuse: bool = True) -> Any:
+    """Return the model of a checkpoint directory, quantized (any supported format) or float, in eval mode.
+
+    With `fuse`, 4-bit layers on the int4 CPU kernel that read the same input (q/k/v, gate/up)
+    share one packed form and one kernel call (`fuse.fuse_shared_inputs`).
+    """
     kind = checkpoint_kind(p)
+    if kind == "float":
+        from transformers import AutoModelForCausalLM
+
+        from .st import checkpoint_tensors
+
+        if any(p.glob("*.safetensors")):
+            checkpoint_tensors(p)  # a truncated file is named before transformers reads it
+        return AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32).eval()
     if kind == "mdq":
-        from .io import load_quantized
+        from .io import load_quantized as loader
+    elif kind == "gptq":
+        from .hf_gptq import load_gptq as loader
+    else:
+        from .ctensors import load_ct as loader
+    model = loader(p)
+    if fuse:
+        from .fuse import fuse_shared_inputs
 
-        return load_quantized(p)
-    if kind == "gptq":
-        from .hf_gptq import load_gptq
-
-        return load_gptq(p)
-    if kind == "compressed-tensors":
-        from .ctensors import load_ct
-
-        return load_ct(p)
-    from transformers import AutoModelForCausalLM
-
-    from .st import checkpoint_tensors
-
-    if any(p.glob("*.safetensors")):
-        checkpoint_tensors(p)  # a truncated file is named before transformers reads it
-    return AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32).eval()
+        fuse_shared_inputs(model)
+    return model
 
 
 def load(spec: str | Path) -> tuple[Any, Any]:

@@ -5,7 +5,9 @@ readable reference path and the test oracle, any device and bit width. (b) int4:
 on CPU stay packed and run through torch's int4 CPU kernel (`cpukernel.py`); once the kernel's
 packed form exists (built when a loader chooses the path, or at the first call), the bit-stream
 `qweight` is released and rebuilt exactly only when it is asked for (saving, `codes()`), so the
-layer holds one packed copy. (c) triton: a fused
+layer holds one packed copy. Layers that read the same input may share one packed form
+(`cpukernel.SharedInput`, set up by `fuse.fuse_shared_inputs`): one kernel call then serves
+q, k and v, or gate and up. (c) triton: a fused
 dequant-matmul kernel for 3- and 4-bit weights on a CUDA device (or under TRITON_INTERPRET=1
 for tests).
 
@@ -51,7 +53,8 @@ class QuantLinear(nn.Module):
         self.kernel = "torch"
         self._weight: Tensor | None = None  # the torch path's float weight, dequantized once
         self._int4: Any = None  # the int4 path's packed form (cpukernel.Int4Pack), built on first use
-        self._released = False  # qweight dropped in favour of _int4
+        self._released = False  # qweight dropped in favour of _int4 or _shared
+        self._shared: tuple[Any, int] | None = None  # (cpukernel.SharedInput, this layer's index in it)
 
     @classmethod
     def from_codes(cls, codes: Tensor, scales: Tensor, zeros: Tensor, cfg: QuantConfig, bias: Tensor | None = None,
@@ -97,7 +100,7 @@ class QuantLinear(nn.Module):
         if want != "int4" and self._released:
             self._restore()
         self.kernel = want
-        if want == "int4" and self._int4 is None and build:
+        if want == "int4" and self._int4 is None and self._shared is None and build:
             self._pack_int4()
         return want
 
@@ -108,16 +111,31 @@ class QuantLinear(nn.Module):
         self._int4 = Int4Pack(self.codes(), self.scales, self.zeros, self.cfg.group(self.in_features))
         self.qweight, self._released = torch.zeros(0, dtype=torch.int32), True
 
+    def share(self, shared: Any, index: int) -> None:
+        """Compute through rows `index` of a packed form shared with the layers reading the same input."""
+        if self.kernel != "int4" or self.in_perm.numel():
+            raise RuntimeError("only a layer on the int4 kernel without an input permutation can share a packed form")
+        self._shared, self._int4 = (shared, index), None
+        self.qweight, self._released = torch.zeros(0, dtype=torch.int32), True
+
     def _restore(self) -> None:
-        """Rebuild the bit-stream qweight from the int4 packed form."""
-        self.qweight = pack(self._int4.codes(), self.cfg.bits)
-        self._released = False
+        """Rebuild the bit-stream qweight from the int4 packed form (own or shared); the layer shares no more."""
+        self.qweight = pack(self.codes(), self.cfg.bits)
+        self._released, self._shared = False, None
 
     def codes(self) -> Tensor:
         """Return the unpacked integer codes (out, in), in stored column order."""
+        if self._shared is not None:
+            return self._shared[0].codes(self._shared[1])
         if self._released:
             return self._int4.codes()
         return unpack(self.qweight, self.cfg.bits, self.in_features)
+
+    def kernel_tensors(self) -> list[Tensor]:
+        """Return the tensors the compute path holds besides the buffers (the int4 packed form, own or shared)."""
+        if self._shared is not None:
+            return self._shared[0].pack.tensors()
+        return self._int4.tensors() if self._int4 is not None else []
 
     def dequantized(self) -> Tensor:
         """Return the float32 weight (out, in) in input-feature order, kept rows included."""
@@ -143,17 +161,17 @@ class QuantLinear(nn.Module):
         if self._released:
             self._restore()  # the packed CPU form cannot move; the bit stream can
         out = super()._apply(fn, recurse)
-        self._weight, self._int4 = None, None
+        self._weight, self._int4, self._shared = None, None, None
         self.choose_kernel()  # moved to another device: the path is chosen again, once
         return out
 
     def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
         if self._released:
-            destination[prefix + "qweight"] = pack(self._int4.codes(), self.cfg.bits)
+            destination[prefix + "qweight"] = pack(self.codes(), self.cfg.bits)
 
     def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any) -> None:
-        self._weight, self._int4, self._released = None, None, False  # new packed weights: caches are stale
+        self._weight, self._int4, self._shared, self._released = None, None, None, False  # new weights: caches are stale
         if self.qweight.numel() == 0:
             self.qweight = torch.zeros(self.out_features, -(-self.in_features * self.cfg.bits // 32), dtype=torch.int32)
         for name in ("keep_idx", "keep_rows", "in_perm"):  # their length is the file's, not the constructor's
@@ -174,7 +192,9 @@ class QuantLinear(nn.Module):
                         if self.in_perm.numel() else self.keep_rows.to(x.dtype)
             return nn.functional.linear(x, self._weight, self.bias)
         flat = x.reshape(-1, self.in_features)
-        if self.kernel == "int4":
+        if self.kernel == "int4" and self._shared is not None:
+            y = self._shared[0].output(self._shared[1], x, flat, x.dtype)
+        elif self.kernel == "int4":
             if self._int4 is None:  # new weights were loaded since the path was chosen
                 self._pack_int4()
             y = self._int4.matmul(flat)
