@@ -25,3 +25,7 @@ PARAMS = {"lambda_lex": ((0.0, 1.0), 0.30), "eta1": ((0.0, 10.0), 0.10), "eta2":
 # parameter: (admissible interval, default); registered with the `table` length policy
 POLICY_PARAMS = {"Lh_term": ((2, 6), 2), "Lh_word": ((2, 6), 3), "Lh_punct": ((2, 6), 4),
                  "Lp_min": ((3, 8), 3), "Lp_max": ((3, 8), 8)}
+
+# the reward pipeline's routes and KPIs, read at registration (pipeline.py imports the model layer)
+ROUTES = ("/v1/reward", "/get_reward")
+KPIS = {"lexical": "higher", "term_density": "higher", "general_share": "lower"}

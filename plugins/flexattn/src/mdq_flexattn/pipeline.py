@@ -26,8 +26,6 @@ from typing import Any
 from mdqcore.errors import Problem, RequestError
 from mdqcore.model.types import json_type
 
-ROUTES = ("/v1/reward", "/get_reward")
-KPIS = {"lexical": "higher", "term_density": "higher", "general_share": "lower"}
 MAX_ITEMS = 4096
 MAX_CHARS = 200_000  # per answer: scoring is linear, but a reward request is not a document store
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import mdqcore
 
-from .params import DEFAULT_TAU, GATES, OPERATOR, PARAMS, POLICY_PARAMS, TERM_FEATURE
+from .params import DEFAULT_TAU, GATES, KPIS, OPERATOR, PARAMS, POLICY_PARAMS, ROUTES, TERM_FEATURE
 
 VERSION = "0.1.0"
 
@@ -80,7 +80,6 @@ def register_commands(register: Any) -> None:
 @mdqcore.hookimpl
 def register_pipelines(register: Any) -> None:
     """The `reward` pipeline: POST /v1/reward and OpenRLHF's /get_reward, scored under the live state."""
-    from .pipeline import KPIS, ROUTES
 
     register("reward", "mdq_flexattn.pipeline:RewardPipeline", version=VERSION, routes=ROUTES, kpis=KPIS,
              help="Score answers with the lexical reward (an RL trainer's remote reward model).")
