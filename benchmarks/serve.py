@@ -1,7 +1,8 @@
 """`mdq serve` (issue #14), each figure beside its anchor in one run.
 
   reward endpoint   POST /v1/reward through `mdq serve` (a separate process, one worker) at
-                    concurrency 1, 8 and 32: requests/s, p50 and p99 latency, against calling the
+                    concurrency 1, 8 and 32, one short answer per request (the HTTP cost alone) and
+                    16 two-sentence answers (a trainer's batch): requests/s, p50 / p99 latency, against calling the
                     reward pipeline in this process on the same requests    goal: >= 0.5x at 8
   hot-plug          1,000+ requests in flight on two replicas (SQLite: two servers on one file;
                     PostgreSQL: two servers on one database) while a package is promoted and then
@@ -40,18 +41,25 @@ ANSWERS = [
 ]
 
 
+SHAPES = (1, 16)  # items per request: one short answer (HTTP cost alone), a trainer's batch of 16
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _body(i: int) -> dict:
-    q, a = ANSWERS[i % len(ANSWERS)]
-    return {"items": [{"question": q, "answer": a}]}
+def _body(i: int, items: int = 1) -> dict:
+    """One request: `items` question/answer pairs (a trainer sends its rollouts in batches; answers of two sentences)."""
+    out = []
+    for j in range(i, i + items):
+        q, a = ANSWERS[j % len(ANSWERS)]
+        out.append({"question": q, "answer": a if items == 1 else a + ANSWERS[(j + 1) % len(ANSWERS)][1]})
+    return {"items": out}
 
 
-async def _load(url: str, n: int, concurrency: int) -> tuple[float, list[float], int]:
+async def _load(url: str, n: int, concurrency: int, items: int) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     failed = 0
     queue = iter(range(n))
@@ -60,7 +68,7 @@ async def _load(url: str, n: int, concurrency: int) -> tuple[float, list[float],
         nonlocal failed
         for i in queue:
             t0 = time.perf_counter()
-            r = await client.post(url + "/v1/reward", json=_body(i), headers={"X-MDQ-Key": f"k{i}"})
+            r = await client.post(url + "/v1/reward", json=_body(i, items), headers={"X-MDQ-Key": f"k{i}"})
             latencies.append(time.perf_counter() - t0)
             failed += r.status_code != 200
 
@@ -84,10 +92,13 @@ def endpoint_rows(n: int) -> list[dict]:
     state = Runtime(reg, SQLiteLedger(d / "l.sqlite")).current
     pipe = RewardPipeline()
     pipe.handle("/v1/reward", _body(0), state)  # warm: the engine and scorer load once
-    t0 = time.perf_counter()
-    for i in range(n):
-        pipe.handle("/v1/reward", _body(i), state)
-    inproc = n / (time.perf_counter() - t0)
+    inproc = {}
+    for items in SHAPES:
+        m = n if items == 1 else max(n // 8, 50)
+        t0 = time.perf_counter()
+        for i in range(m):
+            pipe.handle("/v1/reward", _body(i, items), state)
+        inproc[items] = m / (time.perf_counter() - t0)
     port = _port()
     env = {**os.environ, "MDQ_LEDGER": str(d / "l.sqlite"), "MDQ_PLUGINS": "flexattn,serve",
            "XDG_CONFIG_HOME": str(d / "cfg")}
@@ -104,14 +115,18 @@ def endpoint_rows(n: int) -> list[dict]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        rows = [{"what": "pipeline in-process (anchor)", "concurrency": 1, "requests_per_s": inproc, "ratio": 1.0}]
-        for c in (1, 8, 32):
-            rps, lat, failed = asyncio.run(_load(url, n, c))
-            lat.sort()
-            rows.append({"what": "POST /v1/reward via mdq serve", "concurrency": c, "requests_per_s": rps,
-                         "ratio": rps / inproc, "p50_ms": lat[len(lat) // 2] * 1e3,
-                         "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3, "failed": failed,
-                         "goal": ">= 0.5x in-process" if c == 8 else None})
+        rows = []
+        for items in SHAPES:
+            m = n if items == 1 else max(n // 8, 50)
+            rows.append({"what": "pipeline in-process (anchor)", "items": items, "concurrency": 1,
+                         "requests_per_s": inproc[items], "ratio": 1.0})
+            for c in (1, 8, 32):
+                rps, lat, failed = asyncio.run(_load(url, m, c, items))
+                lat.sort()
+                rows.append({"what": "POST /v1/reward via mdq serve", "items": items, "concurrency": c,
+                             "requests_per_s": rps, "ratio": rps / inproc[items], "p50_ms": lat[len(lat) // 2] * 1e3,
+                             "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3, "failed": failed,
+                             "goal": ">= 0.5x in-process" if c == 8 else None})
         return rows
     finally:
         proc.terminate()
@@ -199,7 +214,7 @@ def main() -> None:
     a = ap.parse_args()
     n = 300 if a.quick else a.requests
     report("serve_endpoint", "reward endpoint through mdq serve vs the pipeline in-process",
-           ["what", "concurrency", "requests_per_s", "ratio", "p50_ms", "p99_ms", "failed", "goal"], endpoint_rows(n),
+           ["what", "items", "concurrency", "requests_per_s", "ratio", "p50_ms", "p99_ms", "failed", "goal"], endpoint_rows(n),
            {"requests": n})
     from mdq_serve.traffic import Traffic  # noqa: F401 - the serve plugin must be installed
 

@@ -8,7 +8,7 @@ def test_table_widens_on_terms_and_tightens_on_function_words_and_punctuation():
     assert p.decide("", "神") == (2, 5)
     assert p.decide("", "抑") == (2, 3)
     assert p.decide("", "的") == (3, 3)
-    assert p.decide("", "，") == (4, 3)  # the seed's step 7
+    assert p.decide("", "，") == (4, 3)  # the design's step 7
 
 
 def test_len_atoms_change_the_table_live():

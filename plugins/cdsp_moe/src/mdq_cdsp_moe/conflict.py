@@ -1,4 +1,4 @@
-"""Gradient-conflict detection per basis dimension, and its feedback into alpha (SEEDS.md §4).
+"""Gradient-conflict detection per basis dimension, and its feedback into alpha (docs/concepts.md §8).
 
 When tasks A and B both use basis dim j, compare the gradients their losses send to j's
 parameters (column U[:, j] and row V[j, :]). cos < 0 is a conflict. The feedback lowers alpha

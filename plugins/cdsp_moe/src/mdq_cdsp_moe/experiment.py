@@ -1,4 +1,4 @@
-"""The interference experiment (SEEDS.md §4) on scikit-learn's bundled digits (offline).
+"""The interference experiment (docs/concepts.md §8) on scikit-learn's bundled digits (offline).
 
 Two contradictory tasks on the same inputs: task 0 asks for the digit's parity, task 1 for its
 inverse. Models, matched in total parameter count:

@@ -1,4 +1,4 @@
-"""Health metrics of a CDSP-MoE layer (SEEDS.md §4)."""
+"""Health metrics of a CDSP-MoE layer (docs/concepts.md §8)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ is frequent and down-weighted while 神经氨酸酶 is rare.
 
 where T is the list's total count, phi_idf the sum of promoted Idx atoms on feature ``idf``
 and c the ceiling (operator parameter ``flexattn/idf_ceiling``, default 0.9): a rare term
-weighs 0.9, as in the seed's worked numbers, which leaves room for a package to boost it.
+weighs 0.9, as in the design's worked numbers, which leaves room for a package to boost it.
 """
 
 from __future__ import annotations

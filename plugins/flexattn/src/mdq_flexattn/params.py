@@ -3,7 +3,7 @@ the plugin reads this module only, never the reward engine (so `mdq --help` impo
 
 from __future__ import annotations
 
-MAX_TERM_LEN = 8  # the loader's limit: the seed's widest window, max(U) = 8
+MAX_TERM_LEN = 8  # the loader's limit: the design's widest window, max(U) = 8
 DEFAULT_U = tuple(range(2, MAX_TERM_LEN + 1))  # every length a catalog term can have; the control state may narrow it
 TERM_FEATURE = "term"
 DEFAULT_TAU = 0.75

@@ -11,7 +11,7 @@ hit in its place in the answer (gates.py). g(seg) is 1 for a domain term and `ge
 (default 0) for a general one: tagged `general` in the catalog or with idf below `idf_floor`.
 chi_soft is 1[a_t == chi_t] against the reference (1 when there is none: teacher forcing).
 P_t, the small readability term, is 1 when a_t is punctuation closing a non-empty run.
-L_h^max = max of the L_h set, L_p^max = max(U), as in the seed's worked example (0.10 * 6/8).
+L_h^max = max of the L_h set, L_p^max = max(U), as in the design's worked example (0.10 * 6/8).
 U is the set of lengths n whose operator parameter `U<n>` is on (>= 0.5).
 
 Two ways to score, one result: `steps` / `score` give one `Step` per character (what the step

@@ -1,7 +1,7 @@
 """The structured step log (JSONL) and its replay.
 
 Line 1 is a header: {"type": "header", "question", "reference", "gate", "cohort", "ledger_head"}.
-Every further line is one step with the seed's fields (step, Lh, Lp, a, seg, len, idf, sim,
+Every further line is one step with the design's fields (step, Lh, Lp, a, seg, len, idf, sim,
 delta, ler, len_cost) plus chi, P, dup and R. The text scored is the concatenation of the
 steps' `a`, so a log is enough to recompute every reward given the control state, which the
 ledger rebuilds as of `ledger_head`.

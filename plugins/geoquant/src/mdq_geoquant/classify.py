@@ -1,14 +1,14 @@
-"""Outlier classifiers (SEEDS.md §3): functional rows, sensitive rows, and how overlaps are resolved.
+"""Outlier classifiers (docs/concepts.md §7): functional rows, sensitive rows, and how overlaps are resolved.
 
 The unit is a weight row of a linear layer (one output channel), the granularity at which a
 quantizer stores scales and at which MD is defined.
 
 - **Functional**: quantizing the row alone would raise perplexity by dPPL >= `threshold`
-  (default 0.3, the seed's). The loss change is the second-order estimate with the empirical
+  (default 0.3, the design's). The loss change is the second-order estimate with the empirical
   diagonal Fisher F: dL_j = 1/2 sum_i F_ji (w^Q_ji - w_ji)^2 (the gradient term vanishes at a
   trained optimum), and dPPL_j = PPL (exp(dL_j) - 1). `measured_dppl` quantizes one row for
   real and evaluates, to check the estimate.
-- **Sensitive** (the seed's two criteria, measured on planted records, see probe.py):
+- **Sensitive** (the design's two criteria, measured on planted records, see probe.py):
   quantizing the row alone changes >= 8 bits of the encoding of which secret was planted
   (encoding entropy), or lowers the membership-inference AUC by >= 0.1 (MIA dAUC). A Fisher
   screen picks the rows to measure; S_priv = max(bits / 8, dAUC / 0.1).

@@ -1,4 +1,4 @@
-"""MD-constrained quantization: a wrapper over any registered quantizer backend (SEEDS.md §3).
+"""MD-constrained quantization: a wrapper over any registered quantizer backend (docs/concepts.md §7).
 
 The inner backend quantizes each block as usual; then, for the rows the classifiers marked:
 - functional rows whose MD exceeds tau_func are kept at higher precision (float16 rows in the

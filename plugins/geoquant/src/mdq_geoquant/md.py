@@ -1,4 +1,4 @@
-"""Manifold distortion (SEEDS.md §3): MD(w_j^Q) = ||(I - U U^T)(w_j^Q - w_j)|| / ||n_j||.
+"""Manifold distortion (docs/concepts.md §7): MD(w_j^Q) = ||(I - U U^T)(w_j^Q - w_j)|| / ||n_j||.
 
 U spans row j's local tangent directions (tangent.py) and n_j = (I - U U^T) w_j is the row's
 own normal component. MD is therefore the part of the quantization error that leaves the

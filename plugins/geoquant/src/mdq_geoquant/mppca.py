@@ -1,6 +1,6 @@
 """Refinement: a mixture of probabilistic PCA (Tipping & Bishop 1999) fitted by EM, per sub-block.
 
-This is the linear form of the seed's mixture VAE, and the one chosen here: its E and M steps are
+This is the linear form of the design's mixture VAE, and the one chosen here: its E and M steps are
 closed-form, it is deterministic given a seed, it needs no training loop or learning rate, and
 each component's principal subspace is directly a tangent plane. K components with latent
 dimension q are fitted to the rows of each sub-block (batched over sub-blocks); a row's refined
@@ -8,7 +8,7 @@ tangent plane is the principal subspace of its most responsible component.
 
 Initialization: the rows are split into K groups by a few Lloyd (k-means) iterations from seeded
 rows. EM stops when the mean relative reconstruction error of the rows
-||(I - U U^T)(x - mu)||^2 / ||x - mu||^2 improves by less than `tol` (1e-3, the seed's
+||(I - U U^T)(x - mu)||^2 / ||x - mu||^2 improves by less than `tol` (1e-3, the design's
 re-optimization threshold), or after `max_iter` iterations.
 """
 

@@ -8,7 +8,7 @@ same text, so every difference between a member and its twins is about which id 
   sum of -log2 p(token | earlier tokens).
 - **MIA AUC** (the loss attack of Yeom et al.): the probability that a member has a shorter
   code than a non-member (ties count half). 0.5 = membership cannot be told; 1.0 = always.
-- **Row effects** (the sensitive classifier's two criteria, SEEDS.md §3), for one weight row
+- **Row effects** (the sensitive classifier's two criteria, docs/concepts.md §7), for one weight row
   quantized alone, everything else as it was:
   - encoding entropy: |sum over records of (the member's code-length change minus the mean
     change of its twins)| in bits, i.e. how many bits of "which id was planted" depend on

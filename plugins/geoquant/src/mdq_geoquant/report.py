@@ -6,7 +6,7 @@ MD (mean over rows), the plain relative weight error ||W^Q - W|| / ||W||, a Riem
 (the Fisher-metric length sqrt(sum F dW^2), F the empirical diagonal Fisher), and a geodesic
 proxy (the mean great-circle angle between each row and its quantized self). Reported:
 Spearman and Pearson of MD vs the loss change, and R^2 of a linear fit of the loss change on
-each predictor. The seed's claims (Spearman >= 0.8, R^2 0.72 vs 0.58 / 0.52) are tested here,
+each predictor. The design's claims (Spearman >= 0.8, R^2 0.72 vs 0.58 / 0.52) are tested here,
 not assumed.
 
 Causal LMs: loss = next-token NLL on windows of the evaluation split (mdq_quantkit.data's
@@ -298,7 +298,7 @@ def summary_markdown(name: str, result: dict[str, Any], figure: str) -> str:
     lines = [f"# GeoQuant report: {name}", "",
              f"{s['n']} (layer, bits) points; each layer quantized alone with RTN g128; base loss {result['base_loss']:.4f}.",
              "", f"- Spearman(MD, loss change) = {s['spearman_md']:.3f}, 95% bootstrap interval "
-             f"{_interval(s['ci95']['spearman_md'])} (seed's claim: >= 0.8)",
+             f"{_interval(s['ci95']['spearman_md'])} (the design's claim: >= 0.8)",
              f"- Pearson(MD, loss change) = {s['pearson_md']:.3f}, {_interval(s['ci95']['pearson_md'])}", "",
              "| predictor | R^2 | R^2 95% interval | Spearman |", "|---|---|---|---|"]
     lines += [f"| {p} | {s['r2'][p]:.3f} | {_interval(s['ci95']['r2'][p])} | {s['spearman'][p]:.3f} |" for p in s["r2"]]

@@ -1,4 +1,4 @@
-"""Local tangent spaces of a weight matrix's rows, block by block (SEEDS.md §3, manifold extraction).
+"""Local tangent spaces of a weight matrix's rows, block by block (docs/concepts.md §7, manifold extraction).
 
 The rows of a layer's weight (out, in) are points. The matrix is cut into sub-blocks of at most
 `m` rows x `m` columns (a short remainder, too small for a neighbourhood, is folded into the

@@ -1,4 +1,4 @@
-"""Architecture variants of MD (SEEDS.md §3): attention + output, and mixtures of experts."""
+"""Architecture variants of MD (docs/concepts.md §7): attention + output, and mixtures of experts."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def md_moe(mds: Sequence[float], freqs: Sequence[float]) -> float:
 
 
 def expert_priv_thresholds(freqs: Sequence[float], tau_priv: float, hot: float = 0.15, drop: float = 0.125) -> list[float]:
-    """Return tau_priv per expert: lowered by `drop` (the seed's 10-15%) for experts with f_k > hot."""
+    """Return tau_priv per expert: lowered by `drop` (the design's 10-15%) for experts with f_k > hot."""
     if not 0 <= drop < 1:
         raise ValueError(f"drop must be in [0, 1), got {drop}")
     f = _freqs(freqs, len(freqs))

@@ -8,6 +8,9 @@
 3. A bad package (one that pays for general words like 可以 and 需要) goes the same way and is
    rolled back automatically, the measured reason in the ledger: nobody had to watch.
 4. The ledger tail says who changed what, when and why.
+With --generate, the OpenAI-compatible generation pipeline (mdq-generate, SmolLM2-135M) is served
+too: one chat request is answered, a package turning on best-of-2 reranking by the reward and
+the L_h window attention is promoted, and the same request is answered under the new state.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ BAD = {"name": "mdq.op.flexattn.general-words", "semver": "1.0.0",
        "atoms": [{"type": "Op", "op": "flexattn", "param": "general_weight", "value": 1.0}],
        "provenance": {"author": "demo", "reason": "reward fluent connective words too (a plausible-looking mistake)",
                       "created_at": "2026-12-01T00:00:00Z"}}
+GENERATE = {"name": "mdq.op.generate.window-best-of", "semver": "1.0.0", "tests": ["legal", "budget"],
+            "atoms": [{"type": "Op", "op": "generate", "param": "window", "value": True},
+                      {"type": "Op", "op": "generate", "param": "best_of", "value": 2}],
+            "provenance": {"author": "demo", "reason": "rerank two candidates by the reward; window attention on",
+                           "created_at": "2026-12-01T00:00:00Z"}}
+CHAT = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "What is aspirin used for?"}],
+        "max_tokens": 32, "temperature": 0.7, "seed": 7}
 
 
 def _questions() -> list[tuple[str, str]]:
@@ -73,7 +83,9 @@ def _wait(rt: Any, rollout: int, show: Any, timeout: float) -> Any:
               help="A new SQLite ledger for the demo (default: demo/ledger.sqlite in the user data directory, "
                    "recreated each run).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 16), help="Client threads.")
-def demo(ledger_path: str | None, threads: int) -> None:
+@click.option("--generate", is_flag=True, help="Also serve text generation (mdq-generate, SmolLM2-135M) and change "
+              "its control plane live.")
+def demo(ledger_path: str | None, threads: int, generate: bool) -> None:
     """Serve the Flex-Attn reward and change its control plane twice, live: a good package is promoted
     after its canary passes, a bad one is rolled back on its own; then the ledger says who, what, why.
 
@@ -83,6 +95,7 @@ def demo(ledger_path: str | None, threads: int) -> None:
     \b
     Example:
       mdq demo
+      mdq demo --generate
     """
     from rich.console import Console
     from rich.panel import Panel
@@ -102,6 +115,9 @@ def demo(ledger_path: str | None, threads: int) -> None:
     if reg.find("pipeline", "reward") is None:
         con.print("mdq demo needs the reward pipeline of mdq-flexattn: pip install -e plugins/flexattn")
         sys.exit(2)
+    if generate and reg.find("pipeline", "generate") is None:
+        con.print("mdq demo --generate needs the generation pipeline of mdq-generate: pip install -e plugins/generate")
+        sys.exit(2)
     path = Path(ledger_path) if ledger_path else _default()
     if ledger_path and path.exists():
         con.print(f"{path} exists: the demo writes a ledger of its own; give a new path")
@@ -111,7 +127,7 @@ def demo(ledger_path: str | None, threads: int) -> None:
     con.print(Panel(__doc__.split("\n\n", 1)[1].strip(), title="mdq demo: a control plane changed live", width=110))
     operator = Runtime(reg, SQLiteLedger(path), actor="operator")
     operator.set_policy(POLICY, None, "demo: 30% canaries, three 2-second intervals")
-    server = Server(Runtime(reg, SQLiteLedger(path), actor="mdq-serve"), Pipelines(reg, ("reward",)), tick=0.1)
+    server = Server(Runtime(reg, SQLiteLedger(path), actor="mdq-serve"), Pipelines(reg, ("reward", "generate") if generate else ("reward",)), tick=0.1)
     t0 = time.monotonic()
     bg = Background(server)
     good, inputs = _scenario()
@@ -121,7 +137,8 @@ def demo(ledger_path: str | None, threads: int) -> None:
     traffic = Traffic(bg.url, questions, threads=threads, seconds=120)
     try:
         for pkg, what in ((good, "a good package"), (load_package(BAD), "a bad package")):
-            con.print(f"\n[bold]{what}[/]: {pkg.ref} — {pkg.provenance.reason if pkg.provenance else ''}")
+            why = (pkg.provenance.reason if pkg.provenance else None) or "raise the IDF weight of key medical terms"
+            con.print(f"\n[bold]{what}[/]: {pkg.ref} — {why}")
             try:
                 seq = operator.begin_rollout(pkg, inputs=inputs)
             except (Rejected, MdqError) as exc:
@@ -134,6 +151,9 @@ def demo(ledger_path: str | None, threads: int) -> None:
             con.print(f"  [{colour}]{end.kind if end else 'undecided'}[/] by {end.actor if end else '-'} "
                       f"(entry {end.seq if end else '-'}): ", end="")
             con.print(end.reason if end else "no decision in time", markup=False)
+        traffic.stop()
+        if generate:
+            _generation(con, bg.url, operator, inputs)
     finally:
         traffic.stop()
         bg.stop()
@@ -145,6 +165,35 @@ def demo(ledger_path: str | None, threads: int) -> None:
               f"{len(traffic.failed)} failed. Replay any moment: mdq ledger replay --ledger {path} --at <time>")
     operator.ledger.close()
     sys.exit(1 if traffic.failed else 0)
+
+
+def _generation(con: Any, url: str, operator: Any, inputs: list[dict[str, Any]]) -> None:
+    """Answer one chat request, promote a package changing how generation runs, answer it again."""
+    import httpx
+
+    from mdqcore.model import load_package
+
+    con.print("\n[bold]generation[/]: POST /v1/chat/completions (the first request loads SmolLM2-135M)")
+    for turn in (0, 1):
+        if turn:
+            ev = operator.apply(load_package(GENERATE), inputs=inputs)
+            con.print(f"  promoted {GENERATE['name']} (entry {ev.seq}): {GENERATE['provenance']['reason']}")
+            t0 = time.monotonic()
+            while httpx.get(url + "/v1/state", timeout=10).json()["ledger"]["head"] < ev.seq:
+                if time.monotonic() - t0 > 10:  # the server follows the ledger every tick (0.1 s here)
+                    con.print("  [red]the server did not see the promotion within 10 s[/]")
+                    return
+                time.sleep(0.02)
+            con.print(f"  the server follows the ledger: serving entry {ev.seq} after {time.monotonic() - t0:.2f} s")
+        r = httpx.post(url + "/v1/chat/completions", json=CHAT, timeout=300)
+        if r.status_code != 200:
+            con.print(f"  [red]{r.status_code}[/]: {r.text[:300]}", markup=True)
+            return
+        b = r.json()
+        m = b["mdq"]
+        con.print(f"  state {m['state']}: best_of {m['best_of']}, window {'on' if m['window'] else 'off'}, "
+                  f"{m['candidates']} candidate(s), {b['usage']['completion_tokens']} tokens generated")
+        con.print("  " + b["choices"][0]["message"]["content"].strip().replace("\n", " ")[:160], markup=False)
 
 
 def _default() -> Path:
