@@ -1,7 +1,5 @@
 """mdq's kernel: hooks, plugin registry, versioned models. The one import a plugin author needs."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import (
     DocumentError, DuplicateCapabilityError, LazyReferenceError, LedgerError, MdqError, PackageError, PluginError,
     PolicyError, Problem, RegistrationError, Rejected, SignatureError, UnknownCapabilityError,
@@ -20,13 +18,15 @@ def __getattr__(name: str) -> object:
         from . import model
 
         return getattr(model, name)
+    if name == "__version__":  # importlib.metadata costs ~15 ms to import: only when asked
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("mdqcore")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            return "0.0.0+unknown"
     raise AttributeError(f"module 'mdqcore' has no attribute {name!r}")
 
-
-try:
-    __version__ = version("mdqcore")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "ATOM_TYPES", "Atom", "Capability", "ControlState", "DocumentError", "DuplicateCapabilityError", "Gate",

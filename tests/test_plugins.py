@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import mdqcore
@@ -206,3 +208,32 @@ def test_first_party_plugins_register_without_heavy_imports():
             "'matplotlib', 'scipy', 'psycopg', 'triton', 'safetensors'}); print(bad, heavy, len(reg.plugins))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("] ")
     assert out[0] == "[" and out[1] == "[" and int(out[2]) >= 8, out
+
+
+def test_entry_points_are_read_as_importlib_metadata_reads_them(tmp_path, monkeypatch):
+    # the kernel reads entry points without importlib.metadata (start-up time); it must find the same ones
+    from importlib import metadata
+
+    from mdqcore.plugins import entry_points
+
+    def dist(site, folder, name, version, eps, meta="METADATA"):
+        d = site / folder
+        d.mkdir(parents=True)
+        (d / meta).write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nlong text: here\n")
+        if eps is not None:
+            (d / "entry_points.txt").write_text(eps)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    dist(a, "acme_gates-1.2.0.dist-info", "acme-gates", "1.2.0",
+         "[console_scripts]\nacme = acme:main\n\n[mdq.plugins]\nacme = acme_gates.plugin\n# a comment\nextra = x.y:obj.attr [opt]\n")
+    dist(a, "other-0.1.dist-info", "other", "0.1", "[console_scripts]\nother = other:main\n")
+    dist(a, "plain-2.0.dist-info", "plain", "2.0", None)
+    dist(a, "legacy_pkg.egg-info", "legacy-pkg", "0.3", "[mdq.plugins]\nlegacy = legacy.plugin\n", meta="PKG-INFO")
+    dist(b, "acme_gates-9.9.9.dist-info", "acme-gates", "9.9.9", "[mdq.plugins]\nacme = shadowed.plugin\n")
+    monkeypatch.setattr(sys, "path", [str(a), str(b), str(tmp_path / "missing")])
+    ours = sorted(entry_points("mdq.plugins"))
+    theirs = sorted((e.name, e.value, e.dist.metadata["Name"], e.dist.version)
+                    for e in metadata.entry_points(group="mdq.plugins"))
+    assert ours == theirs
+    assert ("acme", "acme_gates.plugin", "acme-gates", "1.2.0") in ours  # the first on sys.path wins
+    assert {n for n, *_ in ours} == {"acme", "extra", "legacy"}

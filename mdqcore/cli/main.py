@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from .. import __version__
 from ..errors import DocumentError, PluginError
 from . import runtime, versions
 from .console import err, fail, out, registry
@@ -84,7 +83,7 @@ def _unavailable(name: str, reason: str) -> click.Command:
 
 
 @click.group(cls=MdqGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="mdq (mdqcore)")
+@click.version_option(None, "--version", "-V", package_name="mdqcore", prog_name="mdq (mdqcore)")
 def main() -> None:
     """mdq: change a discretized LLM pipeline's control plane safely at runtime.
 
