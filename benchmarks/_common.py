@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mdq_cdsp_moe.seeds import parse_seeds  # noqa: F401 - one parser for every seed list
 from rich.console import Console
 from rich.table import Table
 
@@ -96,21 +97,6 @@ def environment(seeds: Any = None) -> dict[str, Any]:
     """Everything a results file must say about where and how it was produced (the commit as the script started)."""
     return {**(_AT_START or git_commit()), "packages": versions(), "machine": machine(), "seeds": seeds,
             "argv": sys.argv[1:], "started_at": STARTED_AT, "wall_s": time.perf_counter() - STARTED}
-
-
-def parse_seeds(text: str) -> list[int]:
-    """Parse '0-4', '0,2,5' or '3' into a list of distinct non-negative seeds; anything else is a ValueError."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"seeds {text!r}: {part!r} is neither a number nor a range like 0-4")
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if b < a:
-            raise ValueError(f"seeds {text!r}: the range {part!r} runs backwards")
-        out += [s for s in range(a, b + 1) if s not in out]
-    return out
 
 
 def spread(values: Sequence[float]) -> dict[str, float | int]:

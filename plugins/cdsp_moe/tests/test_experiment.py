@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mdq_cdsp_moe.experiment import CDSPNet, digits_tasks, parse_seeds, train
+from mdq_cdsp_moe.experiment import CDSPNet, digits_tasks, train
 from mdq_cdsp_moe.plugin import moe
 
 
@@ -46,13 +46,6 @@ def test_malformed_seeds_are_refused_before_any_training(tmp_path, bad):
     r = CliRunner().invoke(moe, ["interference", "--seeds", bad, "--out", str(out)])
     assert r.exit_code == 2 and "--seeds" in r.output and "0-4" in r.output
     assert not out.exists()  # nothing was written: the error came first
-
-
-def test_parse_seeds():
-    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
-    assert parse_seeds("3, 0-1,3") == [3, 0, 1]
-    with pytest.raises(ValueError, match="backwards"):
-        parse_seeds("4-0")
 
 
 def test_frozen_masks_stay_put_and_the_rate_decays():

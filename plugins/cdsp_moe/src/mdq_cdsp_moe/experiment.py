@@ -23,6 +23,7 @@ from torch import nn
 from .conflict import detect_and_feed_back
 from .layer import CDSPConfig, CDSPMoE
 from .metrics import expert_overlap, isolation_score, rank_overlap
+from .seeds import parse_seeds  # noqa: F401 - re-exported: callers read it here
 
 
 def digits_tasks(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -251,22 +252,8 @@ def run_interference(epochs: int = 40, seed: int = 0, progress: Callable[[str, i
     return results
 
 
+
 GOAL = 0.95  # CDSP-MoE must reach this accuracy on both tasks
-
-
-def parse_seeds(text: str) -> list[int]:
-    """Parse '0-4', '0,2,5' or '3' into distinct non-negative seeds; a malformed list is a ValueError saying which part."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"{text!r}: {part!r} is neither a seed nor a range like 0-4")
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if b < a:
-            raise ValueError(f"{text!r}: the range {part!r} runs backwards (write {b}-{a})")
-        out += [s for s in range(a, b + 1) if s not in out]
-    return out
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -45,7 +45,7 @@ class SeedList(click.ParamType):
         """Parse the option's text into a list of seeds."""
         if isinstance(value, list):
             return value
-        from .experiment import parse_seeds  # numpy / torch load only once the option is used
+        from .seeds import parse_seeds
 
         try:
             return parse_seeds(str(value))
