@@ -177,6 +177,7 @@ def _quantize(args):
     (["--outliers", "functional"], "not a registered row selector"),  # a classifier that cannot choose rows
     (["--keep", "1%"], "give --outliers too"),
     (["--outliers", "hessian", "--backend", "awq"], "not 'awq'"),
+    (["--outliers", "hessian", "--format", "gptq"], "only mdq's format"),  # the GPTQ layout has no float rows
 ])
 def test_bad_mixed_precision_options_fail_before_any_work(tmp_path, args, msg):
     out = tmp_path / "out"
