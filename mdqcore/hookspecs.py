@@ -90,6 +90,7 @@ class PipelineMeta(TypedDict, total=False):
     routes: Required[Sequence[str]]  # HTTP POST paths it answers, e.g. "/v1/reward"
     kpis: Mapping[str, Literal["higher", "lower"]]  # KPI observations it returns, and which way is better
     help: str
+    inline: bool  # quick pure-Python work: served on the event loop, not handed to a worker thread
 
 
 @dataclass(frozen=True)

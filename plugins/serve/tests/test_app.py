@@ -157,3 +157,36 @@ def test_trl_reward_function_in_process_and_against_the_server(served):
     remote = reward_func(prompts, completions, url=url)
     assert len(local) == len(remote) == 2 and local == pytest.approx(remote)
     assert remote[0] > remote[1]  # the medical answer earns lexical reward, the off-domain one does not
+
+
+class Where:
+    def handle(self, route, body, state):
+        import threading
+
+        return {"thread": threading.current_thread().name}, []
+
+
+class WherePlugin:
+    @mdqcore.hookimpl
+    def register_pipelines(self, register):
+        register("inline", lambda: Where(), routes=("/v1/inline",), inline=True)
+        register("threaded", lambda: Where(), routes=("/v1/threaded",))
+
+
+def test_inline_pipelines_run_on_the_event_loop_and_others_on_worker_threads(tmp_path):
+    from mdq_serve.commands import Background
+    from mdq_serve.server import Pipelines, Server
+
+    from mdqcore.ledger.sqlite import SQLiteLedger
+    from mdqcore.runtime import Runtime
+    from mdqcore.testing import load_isolated
+
+    reg = load_isolated(WherePlugin(), "where", registry=mdqcore.load_plugins(only=["core"]))
+    bg = Background(Server(Runtime(reg, SQLiteLedger(tmp_path / "l.sqlite")), Pipelines(reg), tick=0.05))
+    try:
+        inline = httpx.post(bg.url + "/v1/inline", json={}).json()["thread"]
+        threaded = httpx.post(bg.url + "/v1/threaded", json={}).json()["thread"]
+    finally:
+        bg.stop()
+    assert "AnyIO worker thread" in threaded and "AnyIO worker thread" not in inline
+    assert mdqcore.load_plugins(only=["core", "flexattn"]).get("pipeline", "reward").meta["inline"] is True

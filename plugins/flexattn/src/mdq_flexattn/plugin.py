@@ -81,5 +81,5 @@ def register_commands(register: Any) -> None:
 def register_pipelines(register: Any) -> None:
     """The `reward` pipeline: POST /v1/reward and OpenRLHF's /get_reward, scored under the live state."""
 
-    register("reward", "mdq_flexattn.pipeline:RewardPipeline", version=VERSION, routes=ROUTES, kpis=KPIS,
+    register("reward", "mdq_flexattn.pipeline:RewardPipeline", version=VERSION, routes=ROUTES, kpis=KPIS, inline=True,
              help="Score answers with the lexical reward (an RL trainer's remote reward model).")

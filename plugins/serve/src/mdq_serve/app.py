@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import orjson
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -51,6 +52,13 @@ async def _body(request: Request, max_body: int) -> Any:
         raise RequestError(status, "the request body is not usable JSON", exc.problems) from None
 
 
+def _json(body: Any, headers: dict[str, str]) -> Response:
+    try:  # orjson: a fifth of json.dumps' time on a reward batch's answer
+        return Response(orjson.dumps(body), headers=headers, media_type="application/json")
+    except (orjson.JSONEncodeError, TypeError):  # keys or integers orjson does not take
+        return JSONResponse(body, headers=headers)
+
+
 def create_app(server: Any, *, max_body: int = MAX_BODY) -> Starlette:
     """Build the app for one replica (`server` is an mdq_serve.server.Server)."""
 
@@ -61,13 +69,17 @@ def create_app(server: Any, *, max_body: int = MAX_BODY) -> Starlette:
             body = await _body(request, max_body)
             key = request.headers.get("x-mdq-key") or _key_of(body) or uuid.uuid4().hex
             cohort = request.headers.get("x-mdq-cohort", "default")
+            if server.pipelines.routes.get(request.url.path, ("",))[0] in server.pipelines.inline:
+                # a quick pure-Python pipeline: a thread would only add a hop and contend for the GIL
+                response, headers = server.handle(request.url.path, body, key, cohort)
+                return _json(response, headers)
             if not limiter:
                 # a few pipeline threads, not anyio's 40: pure-Python pipelines hold the GIL, and 32 threads
                 # contending for it served a third of the requests 8 threads did
                 limiter.append(anyio.CapacityLimiter(max(2, os.cpu_count() or 2)))
             response, headers = await anyio.to_thread.run_sync(server.handle, request.url.path, body, key, cohort,
                                                                limiter=limiter[0])
-            return JSONResponse(response, headers=headers)
+            return _json(response, headers)
         except RequestError as exc:
             return _error(exc.status, exc.message, exc.problems)
         except Exception:  # noqa: BLE001 - logged with an id; the client gets the id, never a traceback

@@ -41,6 +41,7 @@ class Pipelines:
             raise MdqError("no pipeline to serve: install mdq-flexattn (reward) or another plugin registering one")
         self.routes: dict[str, tuple[str, Any]] = {}
         self.directions: dict[str, str] = {}
+        self.inline = {c.name for c in chosen if c.meta.get("inline")}
         self._caps = {c.name: c for c in chosen}
         self._objs: dict[str, Any] = {}
         for c in chosen:
