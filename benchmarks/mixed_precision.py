@@ -76,7 +76,7 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
 
     def evaluate(label: str) -> dict[str, Any]:
         out = save_quantized(loaded, tmp / label, tok)
-        size = (out / "model.safetensors").stat().st_size
+        size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
         shutil.rmtree(out)
         t1 = time.perf_counter()
         ppl = perplexity(loaded, data["ev"], seqlen=a.seqlen_eval, tokens=a.tokens)["ppl"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
@@ -172,7 +173,8 @@ def entry_points(group: str) -> list[tuple[str, str, str | None, str | None]]:
     """Return (name, value, distribution, version) of each entry point in `group`; the first distribution on sys.path wins.
 
     Reads the installed metadata folders directly: importlib.metadata's imports and full scan cost
-    ~30 ms at every `mdq` start. A zip on sys.path is left to importlib.metadata.
+    ~30 ms at every `mdq` start. For well-formed metadata the answer is importlib.metadata's (tested);
+    a zip on sys.path is left to importlib.metadata.
     """
     if any(p and os.path.isfile(p) for p in sys.path):
         from importlib import metadata
@@ -186,15 +188,16 @@ def entry_points(group: str) -> list[tuple[str, str, str | None, str | None]]:
         except OSError:
             continue
         for folder in names:
-            if not folder.endswith((".dist-info", ".egg-info")):
+            if not folder.lower().endswith((".dist-info", ".egg-info")):
                 continue
-            key = folder.rsplit(".", 1)[0].split("-")[0].lower().replace(".", "_")
+            key = re.sub(r"[-_.]+", "_", folder.rsplit(".", 1)[0].split("-")[0]).lower()  # PEP 503, as importlib
             if key in seen:
                 continue
             seen.add(key)
             path = os.path.join(base or ".", folder)
             try:
-                with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as f:
+                # undecodable bytes are replaced, not fatal: one broken distribution must not stop every `mdq` start
+                with open(os.path.join(path, "entry_points.txt"), encoding="utf-8", errors="replace") as f:
                     text = f.read()
             except OSError:
                 continue
@@ -217,7 +220,7 @@ def _headers(path: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for fname in ("METADATA", "PKG-INFO"):
         try:
-            with open(os.path.join(path, fname), encoding="utf-8") as f:
+            with open(os.path.join(path, fname), encoding="utf-8", errors="replace") as f:
                 for line in f:
                     if not line.strip():
                         break

@@ -195,3 +195,34 @@ def test_quantize_keeps_the_selected_rows_on_smollm2(tmp_path):
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "q" / "mdq_quant.json").read_text())
     assert meta["outliers"]["selector"] == "hessian" and 0.009 < meta["outliers"]["kept_share"] <= 0.01
+
+
+def test_the_selector_reads_its_budget_from_the_live_state(tmp_path):
+    # a package setting the geoquant operator's keep changes what `mdq quantize --outliers` keeps
+    import mdqcore
+    from mdq_quantkit.commands import _selector, _state
+
+    from mdqcore.ledger.sqlite import SQLiteLedger
+    from mdqcore.runtime import Runtime
+
+    path = tmp_path / "l.sqlite"
+    rt = Runtime(mdqcore.load_plugins(only=["core", "geoquant"]), SQLiteLedger(path))
+    rt.set_policy({"allow_skip_shadow": True, "mandatory_gates": {"*": []}}, None, "test: no KPI for an Op")
+    rt.apply(mdqcore.load_package({"name": "gq.keep", "semver": "1.0.0", "atoms": [
+        {"type": "Op", "op": "geoquant", "param": "keep", "value": 0.02},
+        {"type": "Op", "op": "geoquant", "param": "keep_scope", "value": 1.0}]}))
+    rt.close()
+    sel = _selector("hessian", None, _state(str(path)))
+    assert (sel.keep, sel.scope) == (0.02, "model")
+    assert _selector("hessian", "0.5%", _state(str(path))).keep == 0.005  # an explicit --keep wins
+    with pytest.raises(SystemExit):  # a named ledger that does not exist is an error, not "no state"
+        _state(str(tmp_path / "missing.sqlite"))
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+@pytest.mark.parametrize("scope", ["layer", "model"])
+def test_a_budget_that_keeps_no_row_is_refused(scope):
+    scores = {"a": torch.arange(10.0), "b": torch.arange(20.0)}
+    with pytest.raises(ValueError, match="keeps no row"):
+        choose(scores, {"a": 100, "b": 100}, 0.01, scope)
+    assert sum(r.numel() for r in choose(scores, {"a": 100, "b": 100}, 0.1, scope).values()) > 0

@@ -163,7 +163,8 @@ class Where:
     def handle(self, route, body, state):
         import threading
 
-        return {"thread": threading.current_thread().name}, []
+        return {"thread": threading.current_thread().name,
+                "value": float("nan") if body.get("nan") else body.get("value", 0.0)}, []
 
 
 class WherePlugin:
@@ -186,7 +187,41 @@ def test_inline_pipelines_run_on_the_event_loop_and_others_on_worker_threads(tmp
     try:
         inline = httpx.post(bg.url + "/v1/inline", json={}).json()["thread"]
         threaded = httpx.post(bg.url + "/v1/threaded", json={}).json()["thread"]
+        # a large batch goes to a worker thread even for an inline pipeline: the event loop stays free
+        big = httpx.post(bg.url + "/v1/inline", json={"pad": "x" * (65 << 10)}).json()["thread"]
+        # a NaN in an answer is an error, never a silent null
+        nan = httpx.post(bg.url + "/v1/inline", json={"nan": True})
+        null = httpx.post(bg.url + "/v1/inline", json={"value": None})
     finally:
         bg.stop()
     assert "AnyIO worker thread" in threaded and "AnyIO worker thread" not in inline
+    assert "AnyIO worker thread" in big
+    assert nan.status_code == 500 and "internal error" in nan.json()["error"]["message"]
+    assert null.status_code == 200 and null.json()["value"] is None
     assert mdqcore.load_plugins(only=["core", "flexattn"]).get("pipeline", "reward").meta["inline"] is True
+
+
+class Broken:
+    def __init__(self):
+        raise ValueError("MDQ_EXAMPLE must be 'a' or 'b', got 'c'")
+
+
+class BrokenPlugin:
+    @mdqcore.hookimpl
+    def register_pipelines(self, register):
+        register("broken", lambda: Broken(), routes=("/v1/broken",))
+
+
+def test_a_pipeline_that_cannot_be_built_stops_serve_at_start(tmp_path, monkeypatch, capsys):
+    # misconfiguration is an error when the server starts, not a 500 on every request
+    from mdq_serve.commands import build
+
+    from mdqcore.cli import console
+    from mdqcore.testing import load_isolated
+
+    reg = load_isolated(BrokenPlugin(), "broken", registry=mdqcore.load_plugins(only=["core"]))
+    monkeypatch.setattr(console, "registry", lambda: reg)
+    with pytest.raises(SystemExit) as exc:
+        build(str(tmp_path / "l.sqlite"), None, ())
+    assert exc.value.code == 2 and not (tmp_path / "l.sqlite").exists()
+    assert "pipeline 'broken' cannot start" in capsys.readouterr().err

@@ -14,8 +14,12 @@ def test_the_demo_promotes_the_good_package_and_rolls_back_the_bad_one(tmp_path,
 
     mdq_cli_plugins("core", "flexattn", "serve")
     path = tmp_path / "demo.sqlite"
+    neighbours = [tmp_path / "demo.sqlite-prod.sqlite", tmp_path / "demo.sqlite.bak"]
+    for n in neighbours:
+        n.write_text("not the demo's")
     r = CliRunner().invoke(main, ["demo", "--ledger", str(path)])
     assert r.exit_code == 0, r.output
+    assert all(n.read_text() == "not the demo's" for n in neighbours)  # only its own files are ever touched
     led = SQLiteLedger(path, readonly=True)
     closing = {e.package: e for e in led.events() if e.kind in ("promoted", "rolled_back")}
     assert closing["mdq.idx.ifu.idf-boost"].kind == "promoted" and closing["mdq.idx.ifu.idf-boost"].actor == "mdq-serve"

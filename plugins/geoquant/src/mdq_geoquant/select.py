@@ -159,7 +159,10 @@ def choose(scores: dict[str, Tensor], widths: dict[str, int], keep: float, scope
         if not bool(torch.isfinite(s).all()):
             raise ValueError(f"layer {n}: a row score is NaN / Inf; the selector cannot rank its rows")
     if scope == "layer":
-        return {n: torch.topk(s, round(keep * s.numel())).indices.sort().values for n, s in scores.items()}
+        # rounded down: the budget is a ceiling, never exceeded in any layer
+        rows = {n: torch.topk(s, int(keep * s.numel() + 1e-9)).indices.sort().values for n, s in scores.items()}
+        return _some(rows, keep, f"no layer has {1 / max(s.numel() for s in scores.values()) * 100:.3g}% of its rows "
+                                 f"in it: raise the budget or keep over the whole model")
     names = list(scores)
     flat = torch.cat([scores[n] for n in names])
     owner = torch.cat([torch.full((scores[n].numel(),), i) for i, n in enumerate(names)])
@@ -168,7 +171,16 @@ def choose(scores: dict[str, Tensor], widths: dict[str, int], keep: float, scope
     order = flat.argsort(descending=True, stable=True)
     budget = keep * float(cost.sum())
     take = order[torch.cumsum(cost[order], 0) <= budget]
-    return {n: row[take[owner[take] == i]].sort().values for i, n in enumerate(names)}
+    rows = {n: row[take[owner[take] == i]].sort().values for i, n in enumerate(names)}
+    return _some(rows, keep, f"the top-ranked row alone is {float(cost[order[0]] / cost.sum()) * 100:.3g}% of the "
+                             f"quantized weights: raise the budget")
+
+
+def _some(rows: dict[str, Tensor], keep: float, why: str) -> dict[str, Tensor]:
+    """Refuse a choice that keeps no row at all: a mixed-precision run that changed nothing must not pass as one."""
+    if not any(r.numel() for r in rows.values()):
+        raise ValueError(f"a float16 budget of {keep * 100:g}% keeps no row: {why}")
+    return rows
 
 
 def check_keep(keep: float) -> None:

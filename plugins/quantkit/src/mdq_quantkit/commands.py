@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,10 +27,31 @@ def _backend(name: str, options: dict[str, Any]) -> Any:
     return cap.obj(**options)
 
 
-def _selector(name: str, keep: str | None) -> Any:
+def _state(ledger_url: str | None) -> Any:
+    """Return the live control state (cohort default) read from the ledger, or None where no ledger exists yet.
+
+    A ledger named by --ledger / MDQ_LEDGER must exist (a named source that is missing is an error, not
+    "no state"); the default one may not exist yet, and then the selector uses its operator's defaults.
+    """
+    from mdqcore.cli.console import open_ledger
+    from mdqcore.ledger import replay_ledger
+    from mdqcore.ledger.open import default_url
+
+    url = ledger_url or default_url()
+    path = url.split("://", 1)[-1]
+    if not ledger_url and url.startswith("sqlite://") and not Path(path).exists():
+        return None
+    ledger = open_ledger(url, readonly=True)
+    try:
+        return replay_ledger(ledger).get("default")
+    finally:
+        ledger.close()
+
+
+def _selector(name: str, keep: str | None, state: Any = None) -> Any:
     """Find the row selector `name` (an outlier classifier registered with selects_rows=True) and build it.
 
-    What a selector offers (mdq-geoquant's RowSelector is one): factory(keep=share) -> an object
+    What a selector offers (mdq-geoquant's RowSelector is one): factory(state, keep=share) -> an object
     with `needs_calibration`, `check_backend(backend)` (raises ValueError for a backend it cannot
     work with), `wrap(backend, model, samples)` -> the backend to quantize with, and
     `apply(model)` -> a JSON-able summary, after which the chosen rows are kept in float16.
@@ -51,7 +73,10 @@ def _selector(name: str, keep: str | None) -> Any:
         if not 0.0 < options["keep"] <= 0.5:
             _fail(f"--keep {keep!r} is outside (0, 50%]: the share of weights kept in float16 must be positive and "
                   f"at most half")
-    return registry().find("outlier_classifier", name).obj(**options)
+    try:
+        return registry().find("outlier_classifier", name).obj(state, **options)
+    except ValueError as exc:  # an operator parameter in the state the selector cannot use
+        _fail(str(exc))
 
 
 @click.command("quantize")
@@ -71,10 +96,13 @@ def _selector(name: str, keep: str | None) -> Any:
               "random) whose top rows stay in float16 after quantizing.")
 @click.option("--keep", help="With --outliers: the share of weights kept in float16, e.g. 1% or 0.5% (in (0, 50%]; "
               "default: the geoquant operator's `keep` parameter).")
+@click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
+              help="With --outliers: the ledger whose live state gives the geoquant operator's keep, keep_scope and "
+                   "md_percentile (default: MDQ_LEDGER, else the user's ledger if one exists, else the defaults).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: bool, samples: int, seqlen: int,
              text_path: str | None, act_order: bool | None, fmt: str, outliers: str | None, keep: str | None,
-             out_dir: str) -> None:
+             ledger_url: str | None, out_dir: str) -> None:
     """Quantize a model's linear layers block by block (streamed from disk) and save it, with a progress bar.
 
     \b
@@ -100,7 +128,9 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
         if keep is not None and outliers is None:
             raise ValueError("--keep sets the float16 budget of --outliers; give --outliers too")
         algo = _backend(backend, options)
-        selector = _selector(outliers, keep) if outliers else None
+        if outliers is not None and not outliers.strip():
+            raise ValueError("--outliers needs a selector name (e.g. hessian, geoquant)")
+        selector = _selector(outliers, keep, _state(ledger_url)) if outliers is not None else None
         if selector is not None:
             selector.check_backend(algo)
             if fmt != "mdq":

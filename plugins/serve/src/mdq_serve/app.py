@@ -36,7 +36,11 @@ def _error(status: int, message: str, problems: Any = ()) -> JSONResponse:
                         status_code=status)
 
 
-async def _body(request: Request, max_body: int) -> Any:
+INLINE_MAX = 64 << 10  # bodies up to 64 KiB run an inline pipeline on the event loop; larger ones in a thread
+
+
+async def _body(request: Request, max_body: int) -> tuple[Any, int]:
+    """Return (the parsed body, its size in bytes)."""
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > max_body:
         raise RequestError(413, f"the body is {int(size):,} bytes, over the limit of {max_body:,} (--max-body)")
@@ -46,7 +50,8 @@ async def _body(request: Request, max_body: int) -> Any:
         if len(raw) > max_body:
             raise RequestError(413, f"the body is over the limit of {max_body:,} bytes (--max-body)")
     try:
-        return parse_json(bytes(raw), source="request body", limits=Limits(max_bytes=max_body, max_string=max_body))
+        return (parse_json(bytes(raw), source="request body", limits=Limits(max_bytes=max_body, max_string=max_body)),
+                len(raw))
     except DocumentError as exc:
         status = 400 if any(p.message.startswith(("invalid JSON", "not UTF-8")) for p in exc.problems) else 422
         raise RequestError(status, "the request body is not usable JSON", exc.problems) from None
@@ -54,9 +59,12 @@ async def _body(request: Request, max_body: int) -> Any:
 
 def _json(body: Any, headers: dict[str, str]) -> Response:
     try:  # orjson: a fifth of json.dumps' time on a reward batch's answer
-        return Response(orjson.dumps(body), headers=headers, media_type="application/json")
+        data = orjson.dumps(body)
     except (orjson.JSONEncodeError, TypeError):  # keys or integers orjson does not take
         return JSONResponse(body, headers=headers)
+    if b"null" in data:  # orjson writes NaN / Inf as null: re-encode strictly, so a NaN is a 500, never a null reward
+        return JSONResponse(body, headers=headers)
+    return Response(data, headers=headers, media_type="application/json")
 
 
 def create_app(server: Any, *, max_body: int = MAX_BODY) -> Starlette:
@@ -66,11 +74,12 @@ def create_app(server: Any, *, max_body: int = MAX_BODY) -> Starlette:
 
     async def pipeline(request: Request) -> Response:
         try:
-            body = await _body(request, max_body)
+            body, size = await _body(request, max_body)
             key = request.headers.get("x-mdq-key") or _key_of(body) or uuid.uuid4().hex
             cohort = request.headers.get("x-mdq-cohort", "default")
-            if server.pipelines.routes.get(request.url.path, ("",))[0] in server.pipelines.inline:
-                # a quick pure-Python pipeline: a thread would only add a hop and contend for the GIL
+            if size <= INLINE_MAX and server.pipelines.routes.get(request.url.path, ("",))[0] in server.pipelines.inline:
+                # a quick pure-Python pipeline on a small body: a thread would only add a hop and contend for the
+                # GIL; a large batch goes to a thread so /healthz and other requests are not held behind it
                 response, headers = server.handle(request.url.path, body, key, cohort)
                 return _json(response, headers)
             if not limiter:

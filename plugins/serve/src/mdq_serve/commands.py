@@ -23,6 +23,7 @@ def build(ledger_url: str | None, trust_path: str | None, pipelines: tuple[str, 
 
     try:
         chosen = Pipelines(registry(), pipelines)
+        chosen.build_all()
     except MdqError as exc:
         fail(str(exc), 2)
     rt = open_runtime(ledger_url, trust_path, actor=os.environ.get("USER", "mdq-serve"))

@@ -90,7 +90,8 @@ def demo(ledger_path: str | None, threads: int, generate: bool) -> None:
     after its canary passes, a bad one is rolled back on its own; then the ledger says who, what, why.
 
     Everything runs in this process on 127.0.0.1, on an embedded SQLite ledger of its own, in
-    about half a minute. See docs/serving.md to run the same with `mdq serve`.
+    about half a minute (about a minute with --generate, more the first time SmolLM2 is converted).
+    Exit status 0 only if the good package was promoted, the bad one rolled back, and no request failed. See docs/serving.md to run the same with `mdq serve`.
 
     \b
     Example:
@@ -122,8 +123,12 @@ def demo(ledger_path: str | None, threads: int, generate: bool) -> None:
     if ledger_path and path.exists():
         con.print(f"{path} exists: the demo writes a ledger of its own; give a new path")
         sys.exit(2)
-    for p in path.parent.glob(path.name + "*"):
-        p.unlink()
+    if not ledger_path:  # the demo's own ledger under the user data directory: start it afresh
+        import glob
+
+        for p in [path.with_name(path.name + x) for x in ("", "-wal", "-shm", "-journal")] + \
+                [Path(f) for f in glob.glob(glob.escape(str(path)) + ".*.lock")]:
+            p.unlink(missing_ok=True)
     con.print(Panel(__doc__.split("\n\n", 1)[1].strip(), title="mdq demo: a control plane changed live", width=110))
     operator = Runtime(reg, SQLiteLedger(path), actor="operator")
     operator.set_policy(POLICY, None, "demo: 30% canaries, three 2-second intervals")
@@ -135,6 +140,8 @@ def demo(ledger_path: str | None, threads: int, generate: bool) -> None:
     con.print(f"serving {bg.url} (POST /v1/reward, /get_reward) on ledger {path}; {threads} clients send "
               f"{len(questions)} medical question/answer pairs")
     traffic = Traffic(bg.url, questions, threads=threads, seconds=120)
+    expected = {good.name: "promoted", BAD["name"]: "rolled_back"}
+    outcome: dict[str, str] = {}
     try:
         for pkg, what in ((good, "a good package"), (load_package(BAD), "a bad package")):
             why = (pkg.provenance.reason if pkg.provenance else None) or "raise the IDF weight of key medical terms"
@@ -147,13 +154,14 @@ def demo(ledger_path: str | None, threads: int, generate: bool) -> None:
             con.print(f"  shadow passed on {len(inputs)} recorded inputs; canary live (entry {seq}): "
                       f"{POLICY['canary']['fraction']:.0%} of requests, {traffic.rate:.0f} requests/s so far")
             end = _wait(operator, seq, lambda s: con.print(s, markup=False), POLICY["canary"]["timeout_s"] + 10)
+            outcome[pkg.name] = end.kind if end is not None else "undecided"
             colour = "green" if end is not None and end.kind == "promoted" else "red"
             con.print(f"  [{colour}]{end.kind if end else 'undecided'}[/] by {end.actor if end else '-'} "
                       f"(entry {end.seq if end else '-'}): ", end="")
             con.print(end.reason if end else "no decision in time", markup=False)
         traffic.stop()
-        if generate:
-            _generation(con, bg.url, operator, inputs)
+        if generate and not _generation(con, bg.url, operator, inputs):
+            outcome["generation"] = "failed"
     finally:
         traffic.stop()
         bg.stop()
@@ -164,36 +172,45 @@ def demo(ledger_path: str | None, threads: int, generate: bool) -> None:
     con.print(f"{traffic.sent:,} requests in {time.monotonic() - t0:.0f} s ({traffic.arms['canary']:,} to canaries), "
               f"{len(traffic.failed)} failed. Replay any moment: mdq ledger replay --ledger {path} --at <time>")
     operator.ledger.close()
-    sys.exit(1 if traffic.failed else 0)
+    wrong = {k: outcome.get(k, "refused") for k in [*expected, "generation"] if outcome.get(k) != expected.get(k)}
+    if wrong:
+        con.print(f"[red]the demo did not go as it should[/]: {wrong} (expected {expected})")
+    sys.exit(1 if traffic.failed or wrong else 0)
 
 
-def _generation(con: Any, url: str, operator: Any, inputs: list[dict[str, Any]]) -> None:
-    """Answer one chat request, promote a package changing how generation runs, answer it again."""
+def _generation(con: Any, url: str, operator: Any, inputs: list[dict[str, Any]]) -> bool:
+    """Answer one chat request, promote a package changing how generation runs, answer it again; say if all went well."""
     import httpx
 
+    from mdqcore.errors import MdqError
     from mdqcore.model import load_package
 
     con.print("\n[bold]generation[/]: POST /v1/chat/completions (the first request loads SmolLM2-135M)")
     for turn in (0, 1):
         if turn:
-            ev = operator.apply(load_package(GENERATE), inputs=inputs)
+            try:
+                ev = operator.apply(load_package(GENERATE), inputs=inputs)
+            except MdqError as exc:
+                con.print(f"  [red]refused[/]: {exc}", markup=True)
+                return False
             con.print(f"  promoted {GENERATE['name']} (entry {ev.seq}): {GENERATE['provenance']['reason']}")
             t0 = time.monotonic()
             while httpx.get(url + "/v1/state", timeout=10).json()["ledger"]["head"] < ev.seq:
                 if time.monotonic() - t0 > 10:  # the server follows the ledger every tick (0.1 s here)
                     con.print("  [red]the server did not see the promotion within 10 s[/]")
-                    return
+                    return False
                 time.sleep(0.02)
             con.print(f"  the server follows the ledger: serving entry {ev.seq} after {time.monotonic() - t0:.2f} s")
         r = httpx.post(url + "/v1/chat/completions", json=CHAT, timeout=300)
         if r.status_code != 200:
             con.print(f"  [red]{r.status_code}[/]: {r.text[:300]}", markup=True)
-            return
+            return False
         b = r.json()
         m = b["mdq"]
         con.print(f"  state {m['state']}: best_of {m['best_of']}, window {'on' if m['window'] else 'off'}, "
                   f"{m['candidates']} candidate(s), {b['usage']['completion_tokens']} tokens generated")
         con.print("  " + b["choices"][0]["message"]["content"].strip().replace("\n", " ")[:160], markup=False)
+    return True
 
 
 def _default() -> Path:

@@ -51,6 +51,14 @@ class Pipelines:
                 self.routes[r] = (c.name, None)
             self.directions.update(c.meta.get("kpis", {}))
 
+    def build_all(self) -> None:
+        """Construct every pipeline now: a misconfigured one stops `mdq serve` at start, not at its first request."""
+        for route, (name, _) in list(self.routes.items()):
+            try:
+                self.get(route)
+            except Exception as exc:  # noqa: BLE001 - any failure to construct is reported with the pipeline's name
+                raise MdqError(f"pipeline {name!r} cannot start: {type(exc).__name__}: {exc}") from None
+
     def get(self, route: str) -> tuple[str, Any]:
         """Return (name, pipeline object) for a route, building the pipeline on first use."""
         name, _ = self.routes[route]
