@@ -25,15 +25,15 @@ path as its test oracle. Every path is linear in the text; the tests check they 
 
 from __future__ import annotations
 
-import gc
 import operator
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import repeat
 from typing import Any, NamedTuple
 
 from attrs import frozen
+
+from mdqcore.gcpause import gc_paused
 
 from .catalog import DEFAULT_U, MAX_TERM_LEN, check_lengths, fold_width, is_punct
 from .engine import Engine, default_engine
@@ -275,7 +275,7 @@ class Scorer:
         n = len(text)
         closes = self._punct_after_text(text)
         new = tuple.__new__
-        with _gc_paused():  # a megabyte is half a million acyclic records: nothing for the collector
+        with gc_paused():  # a megabyte is half a million acyclic records: nothing for the collector
             hits = self._hits(question, text)
             plain = map(self._plain.__getitem__, text)
             steps = list(map(new, repeat(Step), map(tuple.__add__, zip(range(1, n + 1)), plain)))
@@ -340,7 +340,7 @@ class Scorer:
         self._check(question, text)
         if self.table:
             return self._table_steps(question, text, reference)
-        with _gc_paused():
+        with gc_paused():
             return list(self.reference_steps(question, text, reference))
 
     def hit_scores(self, steps: list[Step]) -> list[HitScore]:
@@ -361,7 +361,7 @@ class Scorer:
         self._check(question, text)
         text = fold_width(text)
         p = self.params
-        with _gc_paused():  # acyclic hit records, as in `_table_steps`
+        with gc_paused():  # acyclic hit records, as in `_table_steps`
             out = self._hits(question, text)
         ler = sum(p.eta2 * h.delta for h in out)
         # per-character terms by character: the table policy decides from the character alone
@@ -377,17 +377,6 @@ class Scorer:
 _CLOSES = re.compile("(?<=0)1")  # in the punctuation string: a "1" right after a "0"
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # building a long list of acyclic tuples makes the cyclic collector walk the growing list over
-    # and over (the superlinear part of a megabyte's steps); they can form no cycle, so it waits
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Zero:
