@@ -73,11 +73,7 @@ def _partial(text: str, whole: str) -> tuple[int | None, int | None, int | None,
     if not m:
         raise RangeError(f"{whole!r} is not a valid SemVer range: {text!r} is not a version "
                          f"(expected e.g. 1.2.3, 1.2, 1.x, ^1.2.3, ~1.2, >=1.0.0 <2.0.0, 1.2.3 - 2.0.0)")
-    parts = []
-    for g in ("maj", "min", "pat"):
-        s = m.group(g)
-        parts.append(None if s is None or s in "xX*" else int(s))
-    maj, mi, pa = parts
+    maj, mi, pa = (None if s is None or s in "xX*" else int(s) for s in m.group("maj", "min", "pat"))
     if maj is None:
         mi = pa = None
     elif mi is None:
@@ -104,18 +100,11 @@ def _desugar(op: str, text: str, whole: str) -> list[Comparator]:
         return [_cmp("<", 0, 0, 0, "0")] if op in ("<", ">") else [_cmp(">=", 0, 0, 0)]
     if pa is not None:
         return [_cmp(op or "=", maj, mi, pa, pre)]
-    # a partial version: 1 or 1.2 with an operator
-    nxt = (maj + 1, 0, 0) if mi is None else (maj, mi + 1, 0)
+    # a partial version, 1 or 1.2, stands for the run [lo, nxt): each operator compares with one end of it
     lo = (maj, mi or 0, 0)
-    if op in ("", "="):
-        return [_cmp(">=", *lo), _cmp("<", *nxt, "0")]
-    if op == ">":
-        return [_cmp(">=", *nxt)]
-    if op == ">=":
-        return [_cmp(">=", *lo)]
-    if op == "<":
-        return [_cmp("<", *lo, "0")]
-    return [_cmp("<", *nxt, "0")]  # <=
+    nxt = (maj + 1, 0, 0) if mi is None else (maj, mi + 1, 0)
+    ends = {">=": [_cmp(">=", *lo)], "<": [_cmp("<", *lo, "0")], ">": [_cmp(">=", *nxt)], "<=": [_cmp("<", *nxt, "0")]}
+    return ends[">="] + ends["<="] if op in ("", "=") else ends[op]
 
 
 def _parse_set(text: str, whole: str) -> tuple[Comparator, ...]:

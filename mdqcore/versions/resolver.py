@@ -75,9 +75,8 @@ class Resolver:
 
     def __init__(self, index: Index) -> None:
         self.index = index
-        self.versions: dict[str, list[str]] = {ROOT: ["0.0.0"]}
-        for name, vs in index.packages.items():
-            self.versions[name] = sorted(vs, key=version_key)
+        self.versions: dict[str, list[str]] = {n: sorted(vs, key=version_key) for n, vs in index.packages.items()}
+        self.versions[ROOT] = ["0.0.0"]
         self._mask_cache: dict[tuple[str, str], int] = {}
         self.labels: dict[tuple[str, int], str] = {}
 
@@ -92,10 +91,7 @@ class Resolver:
         m = self._mask_cache.get(key)
         if m is None:
             r = Range.parse(rng)
-            m = 0
-            for i, v in enumerate(self.versions.get(pkg, ())):
-                if r.contains_key(version_key(v)):
-                    m |= 1 << i
+            m = sum(1 << i for i, v in enumerate(self.versions.get(pkg, ())) if r.contains_key(version_key(v)))
             self._mask_cache[key] = m
             self.labels.setdefault((pkg, m), rng)
         return m
@@ -242,17 +238,13 @@ class Resolver:
                 self.pending.add(pkg)
 
     def _decide(self) -> str | None:
-        best = None
-        for pkg in self.pending:
-            m = self.acc[pkg][0]
-            c = m.bit_count()
-            if best is None or c < best[0] or (c == best[0] and pkg < best[1]):
-                best = (c, pkg, m)
-        if best is None:
+        if not self.pending:
             return None
-        _, pkg, m = best
+        # the most constrained package first (fewest versions left), by name among equals
+        pkg = min(self.pending, key=lambda p: (self.acc[p][0].bit_count(), p))
+        m = self.acc[pkg][0]
         if m == 0:
-            self._add(Incompatibility({pkg: (self.acc[pkg][0], False)}, "no_versions"))
+            self._add(Incompatibility({pkg: (m, False)}, "no_versions"))
             return pkg
         vi = m.bit_length() - 1
         conflict = False
