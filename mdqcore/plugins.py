@@ -50,14 +50,10 @@ class PluginInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary (capabilities grouped by kind)."""
-        by_kind: dict[str, list[str]] = {}
-        for cap in self.capabilities:
-            by_kind.setdefault(cap.kind, []).append(cap.name)
-        return {
-            "name": self.name, "distribution": self.distribution, "version": self.version,
-            "status": self.status, "error": self.error,
-            "capabilities": {k: sorted(v) for k, v in sorted(by_kind.items())},
-        }
+        kinds = sorted({c.kind for c in self.capabilities})
+        return {"name": self.name, "distribution": self.distribution, "version": self.version, "status": self.status,
+                "error": self.error,
+                "capabilities": {k: sorted(c.name for c in self.capabilities if c.kind == k) for k in kinds}}
 
 
 def allowed_plugins(env: dict[str, str] | None = None) -> set[str] | None:

@@ -38,10 +38,6 @@ class VerifyReport:
     anchored: int = 0  # the largest checkpointed sequence number the ledger was checked against
 
 
-def _root_hex(stack: list[tuple[int, bytes]]) -> str:
-    return merkle.root_of_stack(stack).hex()
-
-
 def _row_problem(row: tuple[Any, ...], expected: int, prev: str, last_ts: str) -> str:
     seq, ts, kind, cohort, package, version, body, stored_prev, stored_hash = row
     if seq != expected:
@@ -79,27 +75,31 @@ def verify(ledger: Ledger, checkpoints: Iterable[Mapping[str, Any]] = ()) -> Ver
     wanted = sorted(checkpoints, key=lambda c: c["seq"])
     stack: list[tuple[int, bytes]] = []
     prev, last_ts, n, ledger_id, anchored = GENESIS, "", 0, None, 0
+
+    def report(first_bad: int | None = None, problem: str = "") -> VerifyReport:
+        """What was found so far: the entries read, the head and Merkle root reached, and the problem if any."""
+        return VerifyReport(n, not problem, first_bad, problem, ledger_id, prev, merkle.root_of_stack(stack).hex(),
+                            0 if problem else anchored)
+
     for row in ledger.raw_rows():
         n += 1
         problem = _row_problem(row, n, prev, last_ts)
         if problem:
-            return VerifyReport(n, False, row[0], f"entry {row[0]} ({row[2]} {row[4] or ''}): {problem}".replace(" )", ")"),
-                                ledger_id, prev, _root_hex(stack))
+            return report(row[0], f"entry {row[0]} ({row[2]} {row[4] or ''}): {problem}".replace(" )", ")"))
         prev, last_ts = row[8], row[1]
         ledger_id = ledger_id or prev
         merkle.push(stack, merkle.leaf_hash(bytes.fromhex(prev)))
         while wanted and wanted[0]["seq"] == n:
-            cp = wanted.pop(0)
-            problem = _checkpoint_problem(cp, ledger_id, prev, _root_hex(stack))
+            problem = _checkpoint_problem(wanted.pop(0), ledger_id, prev, merkle.root_of_stack(stack).hex())
             if problem:
-                return VerifyReport(n, False, n, problem, ledger_id, prev, _root_hex(stack))
+                return report(n, problem)
             anchored = n
     for cp in wanted:  # checkpoints beyond the end: the ledger lost entries it once had
         if n == 0 or cp["ledger"] == ledger_id:
-            return VerifyReport(n, False, n + 1, f"truncated: a checkpoint signed at {cp['ts']} saw {cp['seq']} "
-                                                 f"entries, the ledger now has {n}", ledger_id, prev, _root_hex(stack))
-        return VerifyReport(n, False, None, _checkpoint_problem(cp, ledger_id, "", ""), ledger_id, prev, _root_hex(stack))
-    return VerifyReport(n, True, None, "", ledger_id, prev, _root_hex(stack), anchored)
+            return report(n + 1, f"truncated: a checkpoint signed at {cp['ts']} saw {cp['seq']} entries, "
+                                 f"the ledger now has {n}")
+        return report(None, _checkpoint_problem(cp, ledger_id, "", ""))
+    return report()
 
 
 def _checkpoint_problem(cp: Mapping[str, Any], ledger_id: str | None, head: str, root: str) -> str:

@@ -123,11 +123,7 @@ def problems_of(exc: BaseException) -> list[Problem]:
         lines = cattrs.transform_error(exc, path="$", format_exception=_format)
     else:
         lines = [f"{_format(exc, None)} @ $"]
-    out = []
-    for line in lines:
-        msg, _, path = line.rpartition(" @ ")
-        out.append(Problem(msg, path))
-    return out
+    return [Problem(msg, path) for msg, _, path in (line.rpartition(" @ ") for line in lines)]
 
 
 def structure(data: Any, cls: type, *, source: str = "document") -> Any:

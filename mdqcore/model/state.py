@@ -99,11 +99,8 @@ class ControlState:
 
     def I(self, seg: str) -> float:  # noqa: E743 - the note's name for the index functional
         """Return the index functional I(seg) = sum_k w_k phi_k(seg)."""
-        total = 0.0
-        for path, v in self._data.items():
-            if path[0] == "index" and path[2] == seg:
-                total += self._data.get(("fweight", path[1]), 1.0) * v
-        return total
+        return sum((self._data.get(("fweight", p[1]), 1.0) * v for p, v in self._data.items()
+                    if p[0] == "index" and p[2] == seg), 0.0)
 
     def packages(self) -> dict[str, str]:
         """Return the active packages as {name: version}."""

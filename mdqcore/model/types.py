@@ -19,17 +19,21 @@ Timestamp = NewType("Timestamp", str)  # ISO 8601 with a time zone
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,127}")  # matched whole (fullmatch): no trailing newline slips by
 
 
+def _expect(value: Any, ok: bool, what: str) -> Any:
+    """Return `value` if `ok`, else refuse it naming the JSON type expected and the one given."""
+    if not ok:
+        raise Invalid(f"expected {what}, got {json_type(value)}")
+    return value
+
+
 def check_str(value: Any) -> str:
     """Accept a JSON string only (no silent str(3))."""
-    if not isinstance(value, str):
-        raise Invalid(f"expected a string, got {json_type(value)}")
-    return value
+    return _expect(value, isinstance(value, str), "a string")
 
 
 def check_float(value: Any) -> float:
     """Accept a finite JSON number (not a boolean)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"expected a number, got {json_type(value)}")
+    _expect(value, isinstance(value, (int, float)) and not isinstance(value, bool), "a number")
     if not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {value}")
     return float(value)
@@ -37,16 +41,12 @@ def check_float(value: Any) -> float:
 
 def check_int(value: Any) -> int:
     """Accept a JSON integer (not a boolean, not 2.0)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"expected an integer, got {json_type(value)}")
-    return value
+    return _expect(value, isinstance(value, int) and not isinstance(value, bool), "an integer")
 
 
 def check_bool(value: Any) -> bool:
     """Accept a JSON boolean only."""
-    if not isinstance(value, bool):
-        raise Invalid(f"expected true or false, got {json_type(value)}")
-    return value
+    return _expect(value, isinstance(value, bool), "true or false")
 
 
 def check_name(value: Any) -> str:
