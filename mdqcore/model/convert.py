@@ -14,7 +14,7 @@ from cattrs.cols import list_structure_factory
 from cattrs.gen import make_mapping_structure_fn
 from cattrs.v import format_exception as _default_format
 
-from ..errors import Invalid, PackageError, Problem
+from ..errors import DocumentError, Invalid, PackageError, Problem
 from . import types as t
 from .atoms import ATOM_TYPES, Atom
 from .jsontext import Limits, parse_json
@@ -126,14 +126,14 @@ def problems_of(exc: BaseException) -> list[Problem]:
     return [Problem(msg, path) for msg, _, path in (line.rpartition(" @ ") for line in lines)]
 
 
-def structure(data: Any, cls: type, *, source: str = "document") -> Any:
-    """Build a model from parsed JSON, raising PackageError listing every problem."""
+def structure(data: Any, cls: type, *, source: str = "document", error: type[DocumentError] = PackageError) -> Any:
+    """Build a model from parsed JSON, raising `error` (a PackageError unless told) listing every problem."""
     if not isinstance(data, dict):
-        raise PackageError([Problem(f"expected an object, got {t.json_type(data)}")], source=source)
+        raise error([Problem(f"expected an object, got {t.json_type(data)}")], source=source)
     try:
         return _conv.structure(data, cls)
     except (ClassValidationError, IterableValidationError, Invalid) as exc:
-        raise PackageError(problems_of(exc), source=source) from None
+        raise error(problems_of(exc), source=source) from None
 
 
 def unstructure(obj: Any) -> Any:
@@ -163,10 +163,15 @@ def load_package(source: str | Path | dict[str, Any], *, limits: Limits | None =
     if isinstance(source, dict):
         return structure(source, MdqPackage, source="package")
     if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
-        path = Path(source)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise PackageError([Problem(f"cannot read file: {exc.strerror}")], source=str(path)) from None
-        return structure(parse_json(raw, source=str(path), limits=limits), MdqPackage, source=str(path))
+        return load_file(source, MdqPackage, limits=limits)
     return structure(parse_json(source, source="package", limits=limits), MdqPackage, source="package")
+
+
+def load_file(path: str | Path, cls: type, *, limits: Limits | None = None,
+              error: type[DocumentError] = PackageError) -> Any:
+    """Read one JSON file (untrusted, within `limits`) into a model; every problem names the file."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise error([Problem(f"cannot read file: {exc.strerror}")], source=str(path)) from None
+    return structure(parse_json(raw, source=str(path), limits=limits), cls, source=str(path), error=error)

@@ -9,8 +9,8 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ..errors import DocumentError, Problem
-from ..model.convert import parse_json, structure
+from ..errors import DocumentError
+from ..model.convert import load_file, structure
 from ..model.types import Name, RangeStr, SemVerStr
 
 
@@ -30,20 +30,12 @@ class Index:
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "index") -> Index:
         """Build an index from parsed JSON, raising DocumentError with `@ $.path` problems."""
-        try:
-            return structure(data, cls, source=source)
-        except DocumentError as exc:
-            raise DocumentError(exc.problems, source=source) from None
+        return structure(data, cls, source=source, error=DocumentError)
 
     @classmethod
     def load(cls, path: str | Path) -> Index:
         """Read an index file."""
-        p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise DocumentError([Problem(f"cannot read file: {exc.strerror}")], source=str(p)) from None
-        return cls.from_dict(parse_json(raw, source=str(p)), source=str(p))
+        return load_file(path, cls, error=DocumentError)
 
     @classmethod
     def of(cls, packages: dict[str, dict[str, dict[str, str]]]) -> Index:
