@@ -336,7 +336,6 @@ class Runtime:
         again) and starts a fresh canary instead: the returned event is then a `canary_started`.
         """
         with self._write:
-            self.refresh()
             info = self._rollout(rollout)
             pkg = info["package"]
             who = actor or self.actor
@@ -355,11 +354,11 @@ class Runtime:
     def replan_rollout(self, rollout: int, why: str) -> Event:
         """Re-plan a live rollout whose cohort moved on (every check again); return the new `canary_started`."""
         with self._write:
-            self.refresh()
-            info = self._rollout(rollout)
-            return self._replan(info, why)
+            return self._replan(self._rollout(rollout), why)
 
     def _rollout(self, seq: int) -> dict[str, Any]:
+        """The live rollout started at entry `seq`, as the newest ledger says it stands."""
+        self.refresh()
         info = next((r for r in self.rollouts.values() if r["seq"] == seq), None)
         if info is None:
             raise Rejected(str(seq), "canary", f"no live rollout started at entry {seq}")
@@ -465,11 +464,11 @@ class Runtime:
             for _attempt in range(MAX_REPLANS):
                 self.refresh()
                 slot = self._slots.get(cohort)
-                if slot is None or slot.active.get(("package", name)) is None:
+                entry = slot.active.get(("package", name)) if slot else None
+                if entry is None:
                     active = ", ".join(sorted(slot.active.packages())) if slot else ""
                     raise Rejected(name, "check", f"no active package {name!r} in cohort {cohort!r} "
                                                   f"(active: {active or 'none'})")
-                entry = slot.active.get(("package", name))
                 hist = history(slot.active, name)
                 diff = undo.undo_diff(slot.active, name)
                 diff.append((("history", name), slot.active.get(("history", name)),
@@ -510,10 +509,10 @@ class Runtime:
                         {"max": top, "rolled_back": hist["rolled_back"], "key": kid or hist["key"]}))
         if not diff:  # a fresh package: nothing to merge with an undo
             return active.apply_diff(changes), changes
-        merged: dict[tuple[str, ...], tuple[Any, Any]] = {}
-        for p, old, new in diff + changes:
-            merged[p] = (merged[p][0] if p in merged else old, new)
-        full = [(p, o, n) for p, (o, n) in merged.items() if o != n]
+        # undo and re-apply as one diff: each path from the value it had first to the value it ends with
+        first = {p: old for p, old, _new in reversed(diff + changes)}
+        last = {p: new for p, _old, new in diff + changes}
+        full = [(p, first[p], new) for p, new in last.items() if first[p] != new]
         return active.apply_diff(full), full
 
 
