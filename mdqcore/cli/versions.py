@@ -138,8 +138,9 @@ def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
         axis, sep, version = p.partition("=")
         if not sep or not axis or not version:
             raise click.BadParameter(f"{p!r}: write AXIS=VERSION, e.g. operator=2.1.0")
-        from ..versions.ranges import is_version
-        if not is_version(version):
+        import semver
+
+        if not semver.Version.is_valid(version):
             raise click.BadParameter(f"{p!r}: {version!r} is not a SemVer version")
         out[axis] = version
     return out

@@ -29,7 +29,8 @@ KINDS = ("genesis", "base", "policy", "received", "rejected", "staged", "shadow_
 STATE_CHANGING = frozenset({"base", "policy", "promoted", "rolled_back"})
 GLOBAL = frozenset({"base", "policy"})  # state events that every cohort folds in
 CLOSING = ("rejected", "promoted", "rolled_back", "aborted")  # an apply ends with exactly one of these
-BODY_KEYS = frozenset({"seq", "ts", "kind", "cohort", "package", "version", "actor", "reason", "payload"})
+BODY = ("seq", "ts", "kind", "cohort", "package", "version", "actor", "reason", "payload")  # the hashed fields
+BODY_KEYS = frozenset(BODY)
 GENESIS = "0" * 64
 
 
@@ -52,8 +53,7 @@ class Event:
 
     def body(self) -> dict[str, Any]:
         """Return the hashed fields."""
-        return {"seq": self.seq, "ts": self.ts, "kind": self.kind, "cohort": self.cohort, "package": self.package,
-                "version": self.version, "actor": self.actor, "reason": self.reason, "payload": self.payload}
+        return {k: getattr(self, k) for k in BODY}
 
     def as_dict(self) -> dict[str, Any]:
         """Return every field, JSON-ready."""
@@ -102,8 +102,7 @@ def make_event(seq: int, prev_hash: str, ts: str, kind: str, cohort: str, packag
     """Build an event with its hash."""
     if kind not in KINDS:
         raise LedgerError(f"unknown event kind {kind!r} (kinds: {', '.join(KINDS)})")
-    body = {"seq": seq, "ts": ts, "kind": kind, "cohort": cohort, "package": package, "version": version,
-            "actor": actor, "reason": reason, "payload": payload}
+    body = dict(zip(BODY, (seq, ts, kind, cohort, package, version, actor, reason, payload)))
     text = canonical(body)
     return Event(**body, prev_hash=prev_hash, hash=chain_hash(prev_hash, text), text=text)
 

@@ -257,7 +257,10 @@ class Runtime:
 
     def _reconcile(self) -> None:
         """Close applies left open by a crashed writer with an `aborted` event saying whose and when."""
-        timeout = self.policy_or_default().inflight_timeout_s
+        try:
+            timeout = self.policy.inflight_timeout_s
+        except PolicyError:  # housekeeping still runs when the policy cannot be trusted (checks then refuse)
+            timeout = Policy().inflight_timeout_s
         for first, last in self.ledger.open_applies():
             owner = first.payload.get("owner") or {}
             idle = time.time() - datetime.fromisoformat(normalize_ts(last.ts)).timestamp()
@@ -275,13 +278,6 @@ class Runtime:
                                                             f"{last.kind} at {last.ts}; the state never changed",
                                    payload={"received": first.seq, "last": last.seq, "rollout": rollout})
                 self.refresh()
-
-    def policy_or_default(self) -> Policy:
-        """The policy in effect, or the default one if it cannot be read (for housekeeping, never for checks)."""
-        try:
-            return self.policy
-        except PolicyError:
-            return Policy()
 
     def apply(self, pkg: MdqPackage, *, cohort: str = DEFAULT, canary: float | None = None,
               inputs: Sequence[Mapping[str, Any]] = (), allow_downgrade: bool = False,

@@ -42,11 +42,6 @@ def version_key(version: str) -> Key:
     return (v.major, v.minor, v.patch, 0, ids)
 
 
-def is_version(text: str) -> bool:
-    """Tell whether `text` is a full SemVer version."""
-    return semver.Version.is_valid(text)
-
-
 @frozen
 class Comparator:
     """One plain comparison `op version`, op in < <= > >= =."""
