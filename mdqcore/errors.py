@@ -49,12 +49,8 @@ class PluginError(MdqError):
     """A plugin could not be loaded or misbehaved in a hook; `.plugin` names it."""
 
     def __init__(self, plugin: str, reason: str) -> None:
-        self.plugin = plugin
-        self.reason = reason
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return f"plugin {self.plugin!r}: {self.reason}"
+        self.plugin, self.reason = plugin, reason
+        super().__init__(f"plugin {plugin!r}: {reason}")
 
 
 class RegistrationError(MdqError, ValueError):

@@ -102,11 +102,8 @@ class SQLiteLedger(SQLLedger):
             raise LedgerError(f"ledger {self.path} was opened read-only")
         with self._lock:
             cur = self._db.cursor()
-            try:
+            try:  # a BEGIN that fails (busy, read-only) opens no transaction: nothing to roll back
                 cur.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise LedgerError(_say(self.path, exc)) from None
-            try:
                 yield cur
                 cur.execute("COMMIT")
             except BaseException as exc:
