@@ -10,6 +10,7 @@ SQLite cannot create its shared-memory file): they never create, change or lock 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -30,12 +31,10 @@ _APPEND_ONLY = [f"CREATE TRIGGER IF NOT EXISTS events_no_{op.lower()} BEFORE {op
 def _say(path: Path, exc: BaseException) -> str:
     """Turn an sqlite3 error into one line: what, where, what to do."""
     msg = str(exc)
-    try:
+    with contextlib.suppress(OSError):  # the filesystem's own flag says more than SQLite's wording
         if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
             msg = "readonly filesystem"
-    except OSError:
-        pass
-    if "disk is full" in msg or "database or disk is full" in msg:
+    if "disk is full" in msg:  # also "database or disk is full"
         return f"ledger {path}: the disk is full; nothing was written. Free space, then retry"
     if "append-only" in msg:
         return f"ledger {path}: entries are append-only; nothing was changed"

@@ -14,6 +14,7 @@ leftover apply with an `aborted` event.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -469,10 +470,8 @@ class Runtime:
                 diff = undo.undo_diff(slot.active, name)
                 diff.append((("history", name), slot.active.get(("history", name)),
                              {**hist, "rolled_back": sorted({*hist["rolled_back"], entry["version"]})}))
-                try:
+                with contextlib.suppress(ConflictError):  # the cohort moved on meanwhile: plan the undo again
                     return self._commit("rolled_back", name, entry["version"], cohort, diff, slot.active.seq, reason).seq
-                except ConflictError:
-                    continue
             raise Rejected(name, "check", "the cohort kept changing under the rollback; try again")
 
     def set_policy(self, doc: Any, private: Any | None, reason: str) -> int:
