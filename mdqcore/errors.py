@@ -8,6 +8,14 @@ from typing import Any
 from dataclasses import dataclass
 
 
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """Return "; did you mean 'x'?" naming the option closest to a misspelt `word`, or "" if none is close."""
+    import difflib  # only on the way to an error message
+
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem in a document: a message and the JSON path where it was found."""
@@ -71,11 +79,10 @@ class DuplicateCapabilityError(RegistrationError):
 class UnknownCapabilityError(MdqError, LookupError):
     """No capability of that kind and name is registered."""
 
-    def __init__(self, kind: str, name: str, known: Sequence[str], hint: str = "") -> None:
+    def __init__(self, kind: str, name: str, known: Sequence[str]) -> None:
         self.kind, self.name, self.known = kind, name, tuple(known)
         avail = ", ".join(sorted(known)) or "none"
-        extra = f"; did you mean {hint!r}?" if hint else ""
-        super().__init__(f"no {kind} named {name!r} is registered{extra} (available: {avail})")
+        super().__init__(f"no {kind} named {name!r} is registered{did_you_mean(name, known)} (available: {avail})")
 
 
 class LazyReferenceError(PluginError):

@@ -14,7 +14,6 @@ is implied unless the list names `-core`. Unset means every installed plugin.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
@@ -27,7 +26,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import MdqError, PluginError
+from .errors import MdqError, PluginError, did_you_mean
 from .hookspecs import KINDS
 from .registry import Capability, Registry
 
@@ -120,8 +119,7 @@ class Loader:
             return self._broken(info, str(exc))
         unknown = self._unknown_hooks(obj)
         if unknown:
-            self.pm.unregister(obj)
-            return self._broken(info, "; ".join(unknown))
+            return self._fail(obj, info, [], "; ".join(unknown))
         pending: list[Capability] = []
         for kind in KINDS.values():
             impls = [i for i in getattr(self.pm.hook, kind.hook).get_hookimpls() if i.plugin is obj]
@@ -150,14 +148,9 @@ class Loader:
 
     def _unknown_hooks(self, obj: Any) -> list[str]:
         """Name the hookimpls of `obj` that match no kernel hook (a misspelt hook name)."""
-        problems, hooks = [], hookspecs.hook_names()
-        for attr in dir(obj):
-            if attr in hooks or self.pm.parse_hookimpl_opts(obj, attr) is None:
-                continue
-            close = difflib.get_close_matches(attr, hooks, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{attr!r} is not an mdq hook{hint}")
-        return problems
+        hooks = hookspecs.hook_names()
+        return [f"{attr!r} is not an mdq hook{did_you_mean(attr, hooks)}" for attr in dir(obj)
+                if attr not in hooks and self.pm.parse_hookimpl_opts(obj, attr) is not None]
 
     def _broken(self, info: PluginInfo, reason: str) -> PluginInfo:
         info.status, info.error, info.capabilities = "broken", reason, []

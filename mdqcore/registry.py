@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import typing
@@ -160,11 +159,8 @@ class Registry:
             return self._caps[(kind, name)]
         except KeyError:
             if kind not in KINDS:
-                hint = difflib.get_close_matches(kind, KINDS, n=1)
-                raise UnknownCapabilityError("capability kind", kind, list(KINDS), hint[0] if hint else "") from None
-            known = self.names(kind)
-            hint = difflib.get_close_matches(name, known, n=1)
-            raise UnknownCapabilityError(kind, name, known, hint[0] if hint else "") from None
+                raise UnknownCapabilityError("capability kind", kind, list(KINDS)) from None
+            raise UnknownCapabilityError(kind, name, self.names(kind)) from None
 
     def find(self, kind: str, name: str) -> Capability | None:
         """Return the capability of this kind and name, or None."""
