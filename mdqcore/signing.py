@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import attrs
@@ -49,9 +50,11 @@ def generate(directory: str | Path) -> tuple[Path, str]:
     d.mkdir(parents=True, exist_ok=True)
     priv = Ed25519PrivateKey.generate()
     path, text = d / f"mdq-{key_id(priv.public_key())}.pem", public_text(priv.public_key())
-    path.write_bytes(priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()))
-    path.chmod(0o600)
+    pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    # created 0600, never readable by others for a moment; an existing file of that name is refused, not overwritten
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(pem)
     path.with_suffix(".pub").write_text(text + "\n")
     return path, text
 

@@ -85,11 +85,12 @@ def test_the_kernel_without_its_cli_stays_within_its_line_budget():
     # without importlib.metadata (~30 ms of every `mdq` start) added 55 (3,347). A second pass (shared helpers
     # for reading a JSON file into a model, the JSON type checks and 'did you mean' hints; standard-library
     # idioms in the resolver, ranges, SQLite ledger and runtime; two single-use wrappers inlined) brought it
-    # to 3,282 again. What remains is the kernel's own features: 3,000 would mean moving one of them out.
+    # to 3,282 again (3,284 with the private key created 0600 rather than chmod-ed after writing). What
+    # remains is the kernel's own features: 3,000 would mean moving one of them out.
     # This budget keeps it from growing further: anything new that is not the kernel's own job belongs in a plugin.
     files = [f for f in KERNEL.rglob("*.py") if "cli" not in f.relative_to(KERNEL).parts]
     total = sum(_sloc(f) for f in files)
-    assert 1000 < total <= 3282, f"mdqcore without cli/ has {total} lines of code"
+    assert 1000 < total <= 3284, f"mdqcore without cli/ has {total} lines of code"
 
 
 def test_kernel_dependencies_exclude_engines():

@@ -16,6 +16,7 @@ def _pkg():
 
 def test_sign_verify_and_tamper(tmp_path):
     key, pub = generate(tmp_path)
+    assert key.stat().st_mode & 0o777 == 0o600  # created private, not chmod-ed after writing
     pol = TrustPolicy.load_default(tmp_path / "trust.json")  # the default file, absent: no trusted key
     assert not pol.enforced
     pol.check(_pkg())  # no policy: anything goes
