@@ -146,6 +146,8 @@ def _setup(seed: int, quick: bool) -> dict[str, Any]:
 
 def classify_time(candidates: int, quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Time the classifiers on SmolLM2: the sensitive probe by full forwards (reference) and by block reuse."""
+    import torch
+
     from mdq_geoquant.classify import FunctionalClassifier, SensitiveClassifier
     from mdq_geoquant.constrained import param
     from mdq_quantkit.data import perplexity
@@ -167,11 +169,14 @@ def classify_time(candidates: int, quick: bool) -> tuple[list[dict[str, Any]], d
     ref, new = scores.values()
     diff = max(float((ref.encoding_bits[n] - new.encoding_bits[n]).abs().max()) for n in layers)
     ddauc = max(float((ref.dauc[n] - new.dauc[n]).abs().max()) for n in layers)
+    # the fast path may differ from the reference in float32 summation order; whether any row changes class is recorded
+    same = all(torch.equal(ref.s_priv[n] >= 1, new.s_priv[n] >= 1) for n in layers)
     (t_ref, t_new) = timed.values()
     rows = [{"part": "classify_time", "what": f"functional + sensitive ({candidates} rows measured), {path}",
              "seconds": t_func + t, "sensitive_s": t, "functional_s": t_func, "goal_s": 300.0, "ratio": t / t_ref}
             for path, t in timed.items()]
     return rows, {"candidates": candidates, "max_abs_diff_encoding_bits": diff, "max_abs_diff_dauc": ddauc,
+                  "same_sensitive_rows": same, "paths": [ref.path, new.path],
                   "seconds": dict(timed), "functional_s": t_func, "speedup_sensitive": t_ref / t_new}
 
 

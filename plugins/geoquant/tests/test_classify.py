@@ -60,7 +60,8 @@ def test_sensitive_rows_are_measured_on_the_screens_top_candidates(char_tok):
     n = "model.layers.0.mlp.down_proj"
     rows = s.measured[n].nonzero().flatten()
     bits, dauc = row_effects(m, probe, layers[n], rows, rtn_weight(layers[n].weight.detach(), 2, 32))
-    assert torch.allclose(s.encoding_bits[n][rows], bits) and torch.allclose(s.dauc[n][rows], dauc)
+    # the classifier runs each group's shared prefix once: the same values up to float32 summation order
+    assert torch.allclose(s.encoding_bits[n][rows], bits, atol=1e-3) and torch.allclose(s.dauc[n][rows], dauc)
     for k in layers:
         assert torch.equal(s.s_priv[k], torch.maximum(s.encoding_bits[k] / 1e-3, s.dauc[k] / 0.1))
         assert bool((s.s_priv[k][~s.measured[k]] == 0).all())  # not measured: not sensitive

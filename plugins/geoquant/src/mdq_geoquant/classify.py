@@ -141,6 +141,7 @@ class SensitiveScores:
     dauc: dict[str, Tensor] = field(default_factory=dict)
     screen: dict[str, Tensor] = field(default_factory=dict)
     measured: dict[str, Tensor] = field(default_factory=dict)
+    path: str = ""  # how the rows were measured: full forwards, block reuse, or block reuse with shared prefixes
 
 
 class SensitiveClassifier(_RowClassifier):
@@ -179,6 +180,8 @@ class SensitiveClassifier(_RowClassifier):
         flat = torch.cat([out.screen[n] for n in layers])
         top = torch.topk(flat, min(self.candidates, flat.numel())).indices
         cache = BlockCache(model, probe) if self.reuse_blocks else None
+        out.path = "full forward per row" if cache is None or not cache.ok else \
+            "block reuse, shared prefixes" if cache.shared is not None else "block reuse"
         base = cache.base if cache is not None else probe.code_lengths(model)
         offset, done = 0, 0
         for n, m in layers.items():

@@ -138,10 +138,16 @@ class BlockCache:
 
     Built once from the unchanged model (one forward, all records in one batch); a row
     quantized in block b leaves every block before b as it was, so their outputs are reused.
-    The final norm and the output head are applied to the scored positions only. Whether this
-    path gives the full forward's code lengths is checked when the cache is built (`ok`); a
-    model where it does not (an unknown final norm, logits changed after the head) is measured
-    with full forwards instead.
+    The final norm and the output head are applied to the scored positions only.
+
+    A member and its twins are the same text up to the secret, so in a causal model their
+    hidden states there are equal in every block, whatever the weights: where the model's
+    attention takes cached keys and values (`shared`), each record group's common prefix runs
+    once and its records run only their own tokens, attending to the prefix's keys and values
+    (about 0.7x the tokens of the planted records). Whether the path used gives the full
+    forward's code lengths is checked when the cache is built (`ok`); a model where the
+    shared path does not falls back to whole records, and one where that does not either (an
+    unknown final norm, logits changed after the head) is measured with full forwards.
     """
 
     def __init__(self, model: nn.Module, probe: MembershipProbe) -> None:
@@ -157,6 +163,7 @@ class BlockCache:
         except ValueError:  # no blocks to cache: every measurement is a full forward
             self.blocks, self.norm = [], None
         self.block_of = {id(m): i for i, b in enumerate(self.blocks) for m in b.modules()}
+        self.shared: _SharedPrefix | None = None
         cached = None
         if self.blocks and self.norm is not None and self.head is not None:
             with torch.no_grad():
@@ -164,19 +171,30 @@ class BlockCache:
                 for b in self.blocks[:-1]:
                     self.inputs.append(run_block(b, self.inputs[-1], self.kwargs))
             cached = self.code_lengths(0)
-        self.ok = cached is not None and bool(torch.allclose(cached, full, rtol=1e-4, atol=1e-3))
-        self.base = cached if self.ok else full  # before and after a change: the same path, so no offset
+            self.shared = _SharedPrefix.build(self, full)
+            if self.shared is not None:
+                self.inputs = []  # the shared path keeps its own, smaller copy
+        close = cached is not None and bool(torch.allclose(cached, full, rtol=1e-4, atol=1e-3))
+        self.ok = self.shared is not None or close
+        self.base = self.shared.base if self.shared is not None else cached if close else full
 
     @torch.no_grad()
     def code_lengths(self, start: int) -> Tensor:
         """Return every record's code length in bits, re-running blocks `start` onward from the cache."""
         from mdq_quantkit.layerwise import run_block
 
+        if self.shared is not None:
+            return self.shared.code_lengths(start)
         p = self.probe
         x = self.inputs[start]
         for b in self.blocks[start:]:
             x = run_block(b, x, self.kwargs)
-        logits = self.head(self.norm(x)[:, :-1][p.scored]).float()
+        return self.bits(x[:, :-1][p.scored])
+
+    def bits(self, hidden: Tensor) -> Tensor:
+        """Return every record's code length from the last block's output at its scored positions (row-major order)."""
+        p = self.probe
+        logits = self.head(self.norm(hidden)).float()
         nll = -torch.log_softmax(logits, -1).gather(-1, p.ids[:, 1:][p.scored].unsqueeze(-1)).squeeze(-1)
         rows = torch.arange(p.ids.shape[0]).unsqueeze(1).expand_as(p.scored)[p.scored]
         return torch.zeros(p.ids.shape[0], dtype=nll.dtype).index_add_(0, rows, nll) / math.log(2)
@@ -188,6 +206,95 @@ class BlockCache:
         if id(layer) not in self.block_of:
             raise ValueError(f"{type(layer).__name__} is in none of the model's blocks; the block cache cannot place it")
         return self.code_lengths(self.block_of[id(layer)])
+
+
+class _PrefixKV:
+    """A stand-in for the model's key/value cache: keeps the prefix pass's keys and values, hands them to each record."""
+
+    def __init__(self, expand: Tensor) -> None:
+        self.expand, self.kv = expand, None
+
+    def update(self, k: Tensor, v: Tensor, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
+        """Remember the prefix's keys and values; for the records' pass, put their group's prefix in front."""
+        if self.kv is None:
+            self.kv = (k, v)
+            return k, v
+        pk, pv = self.kv
+        return torch.cat([pk[self.expand], k], 2), torch.cat([pv[self.expand], v], 2)
+
+
+class _SharedPrefix:
+    """Each group's common prefix once, then each record's own tokens (see BlockCache)."""
+
+    # kwargs the two passes set themselves; the rest of the block's kwargs are passed on as captured
+    OWN = ("attention_mask", "position_ids", "position_embeddings", "cache_position", "past_key_values", "cache",
+           "use_cache")
+
+    @classmethod
+    def build(cls, cache: BlockCache, full: Tensor) -> _SharedPrefix | None:
+        """Return the shared path if the model's blocks support it and it gives the full forward's code lengths."""
+        p = cache.probe
+        pe = cache.kwargs.get("position_embeddings")
+        if not isinstance(pe, tuple) or len(pe) != 2 or p.twins < 1:
+            return None
+        try:
+            path = cls(cache, pe)
+            path.base = path.code_lengths(0)
+        except Exception:  # noqa: BLE001 - a block that takes no cache this way: whole records instead
+            return None
+        return path if bool(torch.allclose(path.base, full, rtol=1e-4, atol=1e-3)) else None
+
+    def __init__(self, cache: BlockCache, pe: tuple[Tensor, Tensor]) -> None:
+        p = cache.probe
+        self.cache, self.blocks = cache, cache.blocks
+        n = p.ids.shape[0]
+        group = torch.cat([torch.arange(p.members), torch.arange(p.members).repeat_interleave(p.twins)])
+        length = p.scored.long().cumsum(1).argmax(1) + 2  # up to each record's last scored target
+        common = torch.full((p.members,), p.ids.shape[1], dtype=torch.long)
+        for r in range(n):
+            same = (p.ids[r] == p.ids[group[r]]).long().cumprod(0).sum()
+            common[group[r]] = torch.minimum(common[group[r]], same)
+        common = torch.minimum(common, torch.stack([length[group == g].min() - 1 for g in range(p.members)]))
+        c = common[group]  # each record's shared length, >= 0; its own tokens start there
+        cmax, smax = int(common.max()), int((length - c).max())
+        T = p.ids.shape[1]
+        own_pos = (c.unsqueeze(1) + torch.arange(smax)).clamp(max=T - 1)  # past a record's end: padding, never read
+        self.group = group
+        self.pre_pos = torch.arange(cmax).clamp(max=T - 1)
+        self.own_pos = own_pos
+        self.pre_inputs = [x[: p.members, :cmax] for x in cache.inputs]
+        self.own_inputs = [x.gather(1, own_pos.unsqueeze(-1).expand(-1, -1, x.shape[-1])) for x in cache.inputs]
+        dtype = cache.inputs[0].dtype
+        neg = torch.finfo(dtype).min
+        causal = torch.ones(cmax, cmax, dtype=torch.bool).tril()
+        self.pre_mask = torch.zeros(1, 1, cmax, cmax, dtype=dtype).masked_fill(~causal, neg)
+        sees_prefix = torch.arange(cmax).unsqueeze(0) < c.unsqueeze(1)  # (n, cmax)
+        own = torch.ones(smax, smax, dtype=torch.bool).tril()
+        allowed = torch.cat([sees_prefix.unsqueeze(1).expand(-1, smax, -1), own.expand(n, -1, -1)], 2)
+        self.own_mask = torch.zeros(n, 1, smax, cmax + smax, dtype=dtype).masked_fill(~allowed.unsqueeze(1), neg)
+        cos, sin = pe
+        self.pre_pe = (cos[:1, self.pre_pos], sin[:1, self.pre_pos])
+        self.own_pe = (cos[0][own_pos], sin[0][own_pos])
+        self.rest = {k: v for k, v in cache.kwargs.items() if k not in self.OWN}
+        # where each scored prediction's hidden state is in [prefix outputs; own outputs], in probe order
+        rec, t = p.scored.nonzero(as_tuple=True)
+        in_prefix = t < c[rec]
+        self.pick = torch.where(in_prefix, group[rec] * cmax + t, p.members * cmax + rec * smax + (t - c[rec]))
+
+    @torch.no_grad()
+    def code_lengths(self, start: int) -> Tensor:
+        """Return every record's code length in bits, re-running blocks `start` onward (prefix pass, then records)."""
+        from mdq_quantkit.layerwise import run_block
+
+        pre, own = self.pre_inputs[start], self.own_inputs[start]
+        for b in self.blocks[start:]:
+            kv = _PrefixKV(self.group)
+            pre = run_block(b, pre, {**self.rest, "attention_mask": self.pre_mask, "position_ids": self.pre_pos[None],
+                                     "position_embeddings": self.pre_pe, "cache": kv, "use_cache": True})
+            own = run_block(b, own, {**self.rest, "attention_mask": self.own_mask, "position_ids": self.own_pos,
+                                     "position_embeddings": self.own_pe, "cache": kv, "use_cache": True})
+        d = pre.shape[-1]
+        return self.cache.bits(torch.cat([pre.reshape(-1, d), own.reshape(-1, d)])[self.pick])
 
 
 def _weight_data(layer: nn.Module) -> tuple[Tensor, bool]:
