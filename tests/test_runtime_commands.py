@@ -108,6 +108,12 @@ def test_keys_gen_trust_sign_apply(run, env, seed, tmp_path):
     assert run("pkg", "apply", seed, "--yes", env=env).exit_code == 0
 
 
+def test_keys_gen_into_a_path_under_a_file_is_a_clear_error(run, env, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = run("keys", "gen", "--out", str(tmp_path / "afile" / "keys"), env=env)
+    assert r.exit_code == 2 and "cannot write a key into" in r.output and "Traceback" not in r.output
+
+
 @pytest.mark.parametrize("args", [["pkg", "apply"], ["pkg", "rollback"], ["state", "show"], ["ledger", "log"],
                                   ["ledger", "verify"], ["ledger", "replay"], ["keys", "gen"], ["keys", "sign"],
                                   ["keys", "trust"]])

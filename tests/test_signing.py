@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 
@@ -14,9 +16,11 @@ def _pkg():
                                  "atoms": [{"type": "Idx", "feature": "idf", "seg": "x", "delta": 0.1}]})
 
 
-def test_sign_verify_and_tamper(tmp_path):
+def test_sign_verify_and_tamper(tmp_path, monkeypatch):
+    monkeypatch.setattr(Path, "chmod", lambda *a, **k: None)  # only a file created private passes
     key, pub = generate(tmp_path)
-    assert key.stat().st_mode & 0o777 == 0o600  # created private, not chmod-ed after writing
+    assert key.stat().st_mode & 0o777 == 0o600
+    monkeypatch.undo()
     pol = TrustPolicy.load_default(tmp_path / "trust.json")  # the default file, absent: no trusted key
     assert not pol.enforced
     pol.check(_pkg())  # no policy: anything goes

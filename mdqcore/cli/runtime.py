@@ -279,7 +279,10 @@ def keys_gen(directory: str) -> None:
     """
     from ..signing import generate
 
-    path, pub = generate(directory)
+    try:
+        path, pub = generate(directory)
+    except OSError as exc:  # a parent that is a file, no permission, a full disk: say so, no traceback
+        fail(f"cannot write a key into {directory}: {exc.strerror or exc}; choose a directory you can write to")
     out.print(f"private key: {path}\npublic key:  {pub}")
 
 

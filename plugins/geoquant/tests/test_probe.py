@@ -137,27 +137,76 @@ def test_block_cache_falls_back_to_full_forwards_when_its_path_differs(char_tok)
     assert torch.allclose(cache.after_change(layer), p.code_lengths(m))
 
 
-def test_shared_prefix_runs_each_groups_prefix_once(char_tok):
+def _sharp_llama(attn: str = "sdpa") -> torch.nn.Module:
+    """tiny_llama with sharp attention: at default init it is near uniform and would hide a wrong position."""
     m = tiny_llama()
+    m.config._attn_implementation = attn
+    with torch.no_grad():
+        for layer in m.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+            layer.self_attn.k_proj.weight.mul_(8)
+    return m
+
+
+def _held_bytes(tensors: list[torch.Tensor]) -> int:
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_shared_prefix_runs_each_groups_prefix_once(char_tok, attn):
+    m = _sharp_llama(attn)
     p = MembershipProbe.from_secrets(char_tok, make_secrets(3), twins=2)
     cache = BlockCache(m, p)
     sh = cache.shared
-    assert sh is not None and torch.allclose(cache.base, p.code_lengths(m), rtol=1e-5)
+    assert sh is not None and cache.shared_off == "" and torch.allclose(cache.base, p.code_lengths(m), atol=1e-4)
     pre, own = sh.pre_inputs[0], sh.own_inputs[0]
     assert pre.shape[0] == 3 and own.shape[0] == 9  # 3 prefixes, 9 records' own tokens
     assert pre.shape[0] * pre.shape[1] + own.shape[0] * own.shape[1] < 0.7 * p.ids.numel()
-    for i, r in enumerate(m.model.layers[1:], 1):  # a change anywhere: still the full forward's code lengths
-        with torch.no_grad():
-            r.mlp.up_proj.weight.mul_(0.5)
-        assert torch.allclose(cache.code_lengths(i), p.code_lengths(m), rtol=1e-5, atol=1e-5)
+    # what the cache really holds (not views into the whole records' hidden states): less than they would
+    held = _held_bytes(sh.pre_inputs + sh.own_inputs)
+    assert cache.inputs == [] and held < 0.7 * len(sh.pre_inputs) * p.ids.numel() * pre.shape[-1] * 4
+    # a change anywhere, keys, values and queries included, in the first block too: the full forward's values
+    for i, block in enumerate(m.model.layers):
+        for lin in (block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj, block.self_attn.o_proj,
+                    block.mlp.gate_proj, block.mlp.down_proj):
+            saved = lin.weight.detach().clone()
+            with torch.no_grad():
+                lin.weight.add_(torch.randn_like(lin.weight) * 0.3)
+            try:
+                after = cache.after_change(lin)
+                assert cache.block_of[id(lin)] == i
+                assert torch.allclose(after, p.code_lengths(m), atol=1e-3), (i, lin)
+                assert not torch.allclose(after, cache.base, atol=1e-3)  # the change is seen
+            finally:
+                with torch.no_grad():
+                    lin.weight.copy_(saved)
 
 
-def test_shared_prefix_that_disagrees_falls_back_to_whole_records(char_tok, monkeypatch):
+@pytest.mark.parametrize("bug", ["position", "mask"])
+def test_a_wrong_shared_path_is_refused_at_build(char_tok, monkeypatch, bug):
+    # plant the mistakes the shared path could make: records' rotary positions one off, a key they must not see
     from mdq_geoquant import probe as probe_mod
 
-    m = tiny_llama()
-    p = MembershipProbe.from_secrets(char_tok, make_secrets(2), twins=1)
-    real = probe_mod._SharedPrefix.code_lengths
-    monkeypatch.setattr(probe_mod._SharedPrefix, "code_lengths", lambda self, start: real(self, start) + 1.0)
+    real = probe_mod._SharedPrefix.__init__
+
+    def planted(self, cache, pe):
+        real(self, cache, pe)
+        if bug == "position":
+            cos, sin = pe
+            pos = (self.own_pos + 1).clamp(max=cos.shape[1] - 1)
+            self.own_pe = (cos[0][pos], sin[0][pos])
+        else:
+            self.own_mask[..., -1] = 0.0  # every query sees its record's last token: a future key
+
+    monkeypatch.setattr(probe_mod._SharedPrefix, "__init__", planted)
+    m = _sharp_llama()
+    p = MembershipProbe.from_secrets(char_tok, make_secrets(3), twins=2)
     cache = BlockCache(m, p)
-    assert cache.shared is None and cache.ok and torch.allclose(cache.base, p.code_lengths(m), rtol=1e-5)
+    assert cache.shared is None and "differs from the full forward" in cache.shared_off
+    assert cache.ok and torch.allclose(cache.base, p.code_lengths(m), rtol=1e-5)  # whole records instead
+
+
+def test_blocks_without_a_prefix_cache_say_why(char_tok):
+    m = tiny_gpt2()
+    cache = BlockCache(m, MembershipProbe.from_secrets(char_tok, make_secrets(2), twins=1))
+    assert cache.shared is None and cache.ok and "rotary" in cache.shared_off

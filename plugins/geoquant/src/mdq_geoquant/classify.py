@@ -181,7 +181,7 @@ class SensitiveClassifier(_RowClassifier):
         top = torch.topk(flat, min(self.candidates, flat.numel())).indices
         cache = BlockCache(model, probe) if self.reuse_blocks else None
         out.path = "full forward per row" if cache is None or not cache.ok else \
-            "block reuse, shared prefixes" if cache.shared is not None else "block reuse"
+            "block reuse, shared prefixes" if cache.shared is not None else f"block reuse ({cache.shared_off})"
         base = cache.base if cache is not None else probe.code_lengths(model)
         offset, done = 0, 0
         for n, m in layers.items():

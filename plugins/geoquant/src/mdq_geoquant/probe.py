@@ -80,14 +80,26 @@ class MembershipProbe:
     @torch.no_grad()
     def code_lengths(self, model: nn.Module, batch: int = 64) -> Tensor:
         """Return each record's code length in bits (members first, then twins)."""
+        return self.totals(self.scored_nll(model, batch))
+
+    @torch.no_grad()
+    def scored_nll(self, model: nn.Module, batch: int = 64) -> Tensor:
+        """Return the negative log-likelihood (nats) of every scored prediction, records in order, positions in order."""
         out = []
         for i in range(0, self.ids.shape[0], batch):
             ids, scored = self.ids[i:i + batch], self.scored[i:i + batch]
-            rows = torch.arange(ids.shape[0]).unsqueeze(1).expand_as(scored)[scored]
-            logits = _scored_logits(model, ids, scored)
-            nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:][scored].unsqueeze(-1)).squeeze(-1)
-            out.append(torch.zeros(ids.shape[0], dtype=nll.dtype).index_add_(0, rows, nll) / math.log(2))
+            out.append(self.nll(_scored_logits(model, ids, scored), ids[:, 1:][scored]))
         return torch.cat(out)
+
+    @staticmethod
+    def nll(logits: Tensor, targets: Tensor) -> Tensor:
+        """Return -log p(target) for each row of logits (k, vocab)."""
+        return -torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    def totals(self, nll: Tensor) -> Tensor:
+        """Return each record's code length in bits from the per-prediction NLL of `scored_nll`'s order."""
+        rows = torch.arange(self.ids.shape[0]).unsqueeze(1).expand_as(self.scored)[self.scored]
+        return torch.zeros(self.ids.shape[0], dtype=nll.dtype).index_add_(0, rows, nll) / math.log(2)
 
     def auc(self, bits: Tensor) -> float:
         """Return the loss attack's AUC: P(a member's code is shorter than a non-member's), ties half."""
@@ -144,17 +156,19 @@ class BlockCache:
     hidden states there are equal in every block, whatever the weights: where the model's
     attention takes cached keys and values (`shared`), each record group's common prefix runs
     once and its records run only their own tokens, attending to the prefix's keys and values
-    (about 0.7x the tokens of the planted records). Whether the path used gives the full
-    forward's code lengths is checked when the cache is built (`ok`); a model where the
-    shared path does not falls back to whole records, and one where that does not either (an
-    unknown final norm, logits changed after the head) is measured with full forwards.
+    (0.59x the tokens on SmolLM2's probe). The shared path is checked prediction by prediction
+    against the full forward when the cache is built; a model where it does not agree (or whose
+    blocks take no cached keys and values, `shared_off` says why) runs whole records from the
+    cache, checked the same way (`ok`), and one where that does not agree either (an unknown
+    final norm, logits changed after the head) is measured with full forwards.
     """
 
     def __init__(self, model: nn.Module, probe: MembershipProbe) -> None:
         from mdq_quantkit.layerwise import blocks_of, capture, run_block
 
         self.model, self.probe = model, probe
-        full = probe.code_lengths(model)
+        full_nll = probe.scored_nll(model)
+        full = probe.totals(full_nll)
         base = getattr(model, "base_model", None)
         self.norm = next((getattr(base, a) for a in ("norm", "ln_f", "final_layernorm") if hasattr(base, a)), None)
         self.head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -164,40 +178,39 @@ class BlockCache:
             self.blocks, self.norm = [], None
         self.block_of = {id(m): i for i, b in enumerate(self.blocks) for m in b.modules()}
         self.shared: _SharedPrefix | None = None
+        self.shared_off = "no final norm / output head to apply after the blocks"  # why the shared path is not used
         cached = None
         if self.blocks and self.norm is not None and self.head is not None:
             with torch.no_grad():
                 self.inputs, self.kwargs = capture(model, [probe.ids])  # inputs[b]: the hidden states entering block b
                 for b in self.blocks[:-1]:
                     self.inputs.append(run_block(b, self.inputs[-1], self.kwargs))
-            cached = self.code_lengths(0)
-            self.shared = _SharedPrefix.build(self, full)
+            self.shared, self.shared_off = _SharedPrefix.build(self, full_nll)
             if self.shared is not None:
-                self.inputs = []  # the shared path keeps its own, smaller copy
+                self.inputs, self.kwargs = [], {}  # the shared path keeps its own, smaller copies
+            else:
+                cached = self.code_lengths(0)
         close = cached is not None and bool(torch.allclose(cached, full, rtol=1e-4, atol=1e-3))
         self.ok = self.shared is not None or close
-        self.base = self.shared.base if self.shared is not None else cached if close else full
+        self.base = self.probe.totals(self.shared.base) if self.shared is not None else cached if close else full
 
     @torch.no_grad()
     def code_lengths(self, start: int) -> Tensor:
         """Return every record's code length in bits, re-running blocks `start` onward from the cache."""
         from mdq_quantkit.layerwise import run_block
 
-        if self.shared is not None:
-            return self.shared.code_lengths(start)
         p = self.probe
+        if self.shared is not None:
+            return p.totals(self.shared.scored_nll(start))
         x = self.inputs[start]
         for b in self.blocks[start:]:
             x = run_block(b, x, self.kwargs)
-        return self.bits(x[:, :-1][p.scored])
+        return p.totals(self.scored_nll(x[:, :-1][p.scored]))
 
-    def bits(self, hidden: Tensor) -> Tensor:
-        """Return every record's code length from the last block's output at its scored positions (row-major order)."""
+    def scored_nll(self, hidden: Tensor) -> Tensor:
+        """Return the NLL of every scored prediction from the last block's output there (`scored_nll`'s order)."""
         p = self.probe
-        logits = self.head(self.norm(hidden)).float()
-        nll = -torch.log_softmax(logits, -1).gather(-1, p.ids[:, 1:][p.scored].unsqueeze(-1)).squeeze(-1)
-        rows = torch.arange(p.ids.shape[0]).unsqueeze(1).expand_as(p.scored)[p.scored]
-        return torch.zeros(p.ids.shape[0], dtype=nll.dtype).index_add_(0, rows, nll) / math.log(2)
+        return p.nll(self.head(self.norm(hidden)), p.ids[:, 1:][p.scored])
 
     def after_change(self, layer: nn.Module) -> Tensor:
         """Return the code lengths with `layer` as it is now (inside one block), everything else unchanged."""
@@ -231,25 +244,31 @@ class _SharedPrefix:
            "use_cache")
 
     @classmethod
-    def build(cls, cache: BlockCache, full: Tensor) -> _SharedPrefix | None:
-        """Return the shared path if the model's blocks support it and it gives the full forward's code lengths."""
+    def build(cls, cache: BlockCache, full: Tensor) -> tuple[_SharedPrefix | None, str]:
+        """Return (the shared path, "") if the blocks support it and it gives the full forward's NLL, else (None, why)."""
         p = cache.probe
         pe = cache.kwargs.get("position_embeddings")
-        if not isinstance(pe, tuple) or len(pe) != 2 or p.twins < 1:
-            return None
+        if not isinstance(pe, tuple) or len(pe) != 2:
+            return None, "the blocks take no rotary position embeddings to re-index"
         try:
             path = cls(cache, pe)
-            path.base = path.code_lengths(0)
-        except Exception:  # noqa: BLE001 - a block that takes no cache this way: whole records instead
-            return None
-        return path if bool(torch.allclose(path.base, full, rtol=1e-4, atol=1e-3)) else None
+            path.base = path.scored_nll(0)
+        except (TypeError, AttributeError, RuntimeError, ValueError) as exc:  # a block that takes no cache this way
+            return None, f"the blocks do not run on a prefix's keys and values: {type(exc).__name__}: {exc}"
+        # per prediction, not per record: a record's total of ~20 predictions would hide a small error in each
+        worst = float((path.base - full).abs().max())
+        if not worst <= cls.TOLERANCE:
+            return None, f"the shared path differs from the full forward by {worst:.2g} nats on one prediction"
+        return path, ""
+
+    TOLERANCE = 2e-4  # nats per prediction: float32 summation order, far below what a wrong position or mask gives
 
     def __init__(self, cache: BlockCache, pe: tuple[Tensor, Tensor]) -> None:
         p = cache.probe
         self.cache, self.blocks = cache, cache.blocks
         n = p.ids.shape[0]
         group = torch.cat([torch.arange(p.members), torch.arange(p.members).repeat_interleave(p.twins)])
-        length = p.scored.long().cumsum(1).argmax(1) + 2  # up to each record's last scored target
+        length = p.scored.long().cumsum(1).argmax(1) + 1  # inputs up to each record's last scored prediction
         common = torch.full((p.members,), p.ids.shape[1], dtype=torch.long)
         for r in range(n):
             same = (p.ids[r] == p.ids[group[r]]).long().cumprod(0).sum()
@@ -262,7 +281,7 @@ class _SharedPrefix:
         self.group = group
         self.pre_pos = torch.arange(cmax).clamp(max=T - 1)
         self.own_pos = own_pos
-        self.pre_inputs = [x[: p.members, :cmax] for x in cache.inputs]
+        self.pre_inputs = [x[: p.members, :cmax].clone() for x in cache.inputs]  # not views: the full inputs go
         self.own_inputs = [x.gather(1, own_pos.unsqueeze(-1).expand(-1, -1, x.shape[-1])) for x in cache.inputs]
         dtype = cache.inputs[0].dtype
         neg = torch.finfo(dtype).min
@@ -282,8 +301,8 @@ class _SharedPrefix:
         self.pick = torch.where(in_prefix, group[rec] * cmax + t, p.members * cmax + rec * smax + (t - c[rec]))
 
     @torch.no_grad()
-    def code_lengths(self, start: int) -> Tensor:
-        """Return every record's code length in bits, re-running blocks `start` onward (prefix pass, then records)."""
+    def scored_nll(self, start: int) -> Tensor:
+        """Return the NLL of every scored prediction, re-running blocks `start` onward (prefix pass, then records)."""
         from mdq_quantkit.layerwise import run_block
 
         pre, own = self.pre_inputs[start], self.own_inputs[start]
@@ -294,7 +313,7 @@ class _SharedPrefix:
             own = run_block(b, own, {**self.rest, "attention_mask": self.own_mask, "position_ids": self.own_pos,
                                      "position_embeddings": self.own_pe, "cache": kv, "use_cache": True})
         d = pre.shape[-1]
-        return self.cache.bits(torch.cat([pre.reshape(-1, d), own.reshape(-1, d)])[self.pick])
+        return self.cache.scored_nll(torch.cat([pre.reshape(-1, d), own.reshape(-1, d)])[self.pick])
 
 
 def _weight_data(layer: nn.Module) -> tuple[Tensor, bool]:
