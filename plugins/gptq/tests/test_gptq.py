@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mdq_gptq import plugin
-from mdq_gptq.gptq import GPTQ, gptq_quantize
+from mdq_gptq.gptq import GPTQ, gptq_keep, gptq_quantize, weak_columns
 from mdq_quantkit.backends import RTN, quantize_model
 from mdq_quantkit.config import QuantConfig
 from mdq_quantkit.models import tiny_llama
@@ -75,6 +75,50 @@ def test_model_level_gptq_is_closer_to_fp_than_rtn(true_sequential):
     assert errs["gptq"] < errs["rtn"]
     with pytest.raises(ValueError, match="needs calibration"):
         quantize_model(tiny_llama(), QuantConfig(4, 32), GPTQ(), [])
+
+
+def _outlier_problem(seed=0, n=128, out=64, tokens=1024):
+    X, W, _ = _problem(seed, n, out, tokens)
+    X[:, [7, 50, 99]] *= 25  # input channels with outlier activations, as in LLMs
+    return X, W, 2 * X.t() @ X / tokens
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_kept_columns_absorb_the_error_of_the_others(act_order):
+    X, W, H = _outlier_problem()
+    cfg = QuantConfig(3, 32)
+    keep = weak_columns(W, H, cfg, 3)
+    assert keep.tolist() == [7, 50, 99]  # the outlier channels carry the largest H_jj * rounding error
+    codes, s, z, vals = gptq_keep(W, H, cfg, keep, blocksize=32, act_order=act_order)
+    deq = dequantize(codes, s, z, cfg)
+    assert torch.equal(deq[:, keep], torch.zeros(64, 3))  # their codes are the zero point
+    deq[:, keep] = vals
+    assert not torch.allclose(vals, W[:, keep])  # they took the other columns' error, not their own values
+
+    def err(d):
+        return float(((X @ (d - W).t()) ** 2).mean())
+
+    plain = err(dequantize(*gptq_quantize(W, H, cfg, blocksize=32, act_order=act_order), cfg))
+    kept_after = dequantize(*gptq_quantize(W, H, cfg, blocksize=32, act_order=act_order), cfg)
+    kept_after[:, keep] = W[:, keep]  # the same columns restored after plain GPTQ
+    assert err(deq) < 0.5 * plain and err(deq) < 0.5 * err(kept_after)
+    same = gptq_keep(W, H, cfg, None, blocksize=32, act_order=act_order)
+    assert all(torch.equal(a, b) for a, b in zip(same[:3], gptq_quantize(W, H, cfg, blocksize=32, act_order=act_order),
+                                                  strict=True)) and same[3].shape == (64, 0)
+    with pytest.raises(ValueError, match=r"input columns in \[0, 128\)"):
+        gptq_keep(W, H, cfg, torch.tensor([128]))
+
+
+def test_keep_columns_at_model_level_and_bad_shares():
+    samples = [torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(i + 2)) for i in range(8)]
+    m = tiny_llama()
+    quantize_model(m, QuantConfig(3, 32), GPTQ(keep_columns=0.05), samples)
+    q = m.get_submodule(m.mdq_quant["modules"][0])
+    assert q.keep_cols.numel() == round(0.05 * q.in_features) and q.keep_colvals.shape == (q.out_features, q.keep_cols.numel())
+    q.check_kept_columns("layer 0")
+    for bad in (-0.1, 0.6):
+        with pytest.raises(ValueError, match="keep_columns"):
+            GPTQ(keep_columns=bad)
 
 
 def test_registered(mdq_load_plugin):

@@ -52,3 +52,22 @@ def test_bad_files_are_named_before_any_work(tmp_path):
         load_quantized(out)
     with pytest.raises(ValueError, match="format must be one of"):
         save(m, tmp_path / "x", fmt="onnx")
+
+
+def test_kept_columns_round_trip_and_tampered_codes_are_refused(tmp_path):
+    from mdq_gptq.gptq import GPTQ
+
+    m = tiny_llama()
+    samples = [torch.randint(0, 256, (1, 32), generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    quantize_model(m, QuantConfig(4, 32), GPTQ(keep_columns=0.05), samples)
+    out = save_quantized(m, tmp_path / "q")
+    name = m.mdq_quant["modules"][1]
+    back = load_quantized(out).get_submodule(name)
+    assert torch.equal(back.dequantized(), m.get_submodule(name).dequantized())
+    assert back.keep_cols.numel() > 0
+    f = out / "mdq_model.safetensors"
+    t = load_file(f)
+    t[f"{name}.keep_cols"] = (t[f"{name}.keep_cols"] + 1) % back.in_features  # columns whose codes are not zero
+    save_file(t, f)
+    with pytest.raises(ValueError, match=rf"mdq_model.safetensors: {name}: the codes of the kept columns"):
+        load_quantized(out)

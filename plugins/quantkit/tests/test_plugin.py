@@ -72,6 +72,12 @@ def test_cli_bad_input(tmp_path, mdq_cli_plugins):
     assert res.exit_code == 2 and "onnx" in res.output
     res = r.invoke(main, ["quantize", "--model", "x", "--no-act-order", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "gptq backend only" in res.output
+    for extra, said in ((["--keep-columns", "1%"], "gptq backend only"),
+                        (["--backend", "gptq", "--keep-columns", "70%"], "outside (0, 50%]"),
+                        (["--backend", "gptq", "--keep-columns", "x"], "is not a share"),
+                        (["--backend", "gptq", "--keep-columns", "1%", "--format", "gptq"], "only mdq's format")):
+        res = r.invoke(main, ["quantize", "--model", "x", *extra, "--out", str(tmp_path / "o")])
+        assert res.exit_code == 2 and said in res.output and not (tmp_path / "o").exists()
     assert "Example" in r.invoke(main, ["quantize", "--help"]).output
 
 

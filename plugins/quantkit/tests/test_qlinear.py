@@ -108,3 +108,32 @@ def test_input_permutation_of_act_order_checkpoints(kernel):
     assert torch.equal(q.dequantized(), w_feat)
     y, ref_y = q(x), x @ w_feat.t()
     assert float((y - ref_y).norm() / ref_y.norm()) < (1e-5 if kernel == "torch" else 1e-2)
+
+
+@pytest.mark.parametrize("kernel", ["torch", "int4", "triton"])
+def test_kept_columns_add_to_a_packed_product_that_is_zero_there(kernel):
+    ref, w, codes = _layer(4, in_f=576, out_f=96, g=128)
+    cols = torch.tensor([5, 130, 575])
+    vals = torch.randn(96, 3)
+    q = QuantLinear.from_codes(codes, ref.scales.float(), ref.zeros, ref.cfg, ref.bias, kernel=kernel)
+    q.keep_columns(cols, vals)
+    assert torch.equal(q.codes()[:, cols], ref.zeros.long()[:, cols // 128])  # re-coded to the zero point
+    want = ref.dequantized()
+    want[:, cols] = vals.half().float()
+    assert torch.equal(q.dequantized(), want)
+    x = torch.randn(4, 576)
+    y, y_ref = q(x), torch.nn.functional.linear(x, want, ref.bias)
+    assert float((y - y_ref).norm() / y_ref.norm()) < (1e-5 if kernel == "torch" else 1e-2)
+    q2 = QuantLinear(576, 96, ref.cfg, bias=True)
+    q2.load_state_dict(q.state_dict())
+    q2.check_kept_columns("layer")
+    assert torch.equal(q2.dequantized(), want)
+    with pytest.raises(ValueError, match="distinct ids"):
+        q.keep_columns(torch.tensor([576]), vals[:, :1])
+    with pytest.raises(ValueError, match="shape"):
+        q.keep_columns(cols, vals[:10])
+    sd = q.state_dict()
+    bad = QuantLinear.from_codes(codes, ref.scales.float(), ref.zeros, ref.cfg, ref.bias, kernel="torch")
+    bad.keep_cols, bad.keep_colvals = sd["keep_cols"], sd["keep_colvals"]  # the codes there were never zeroed
+    with pytest.raises(ValueError, match="layer 7: the codes of the kept columns are not their group's zero point"):
+        bad.check_kept_columns("layer 7")

@@ -21,7 +21,7 @@ from mdq_quantkit.config import QuantConfig
 from mdq_quantkit.layerwise import (
     inline_pass, layer_inputs, linears_of, quantized_layer, replace, sequential_groups, set_weight, shape_of, weight_of,
 )
-from mdq_quantkit.quant import dequantize, group_params
+from mdq_quantkit.quant import dequantize, group_params, rtn
 
 
 def _hinv_upper(H: Tensor, damp: float) -> Tensor:
@@ -39,19 +39,48 @@ def _hinv_upper(H: Tensor, damp: float) -> Tensor:
 def gptq_quantize(W: Tensor, H: Tensor, cfg: QuantConfig, *, blocksize: int = 128, damp: float = 0.01,
                   act_order: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Return (codes, scales, zeros) for weight W (out, in) given the input Hessian H (in, in)."""
+    codes, scales, zeros, _ = gptq_keep(W, H, cfg, None, blocksize=blocksize, damp=damp, act_order=act_order)
+    return codes, scales, zeros
+
+
+def weak_columns(W: Tensor, H: Tensor, cfg: QuantConfig, k: int) -> Tensor:
+    """Return the k input columns with the largest H_jj * ||W[:, j] - RTN(W)[:, j]||^2, sorted (OWQ's weak columns)."""
+    codes, s, z = rtn(W.float(), cfg)
+    err = (dequantize(codes, s, z, cfg) - W.float()).pow(2).sum(0)
+    return torch.topk(torch.diag(H).float() * err, min(k, W.shape[1])).indices.sort().values
+
+
+def gptq_keep(W: Tensor, H: Tensor, cfg: QuantConfig, keep: Tensor | None, *, blocksize: int = 128,
+              damp: float = 0.01, act_order: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """GPTQ leaving the input columns `keep` in float; return (codes, scales, zeros, kept values (out, len(keep))).
+
+    Kept columns are taken last, so the error of every quantized column is compensated on them
+    exactly (they are never rounded); their codes are their group's zero point (they dequantize
+    to 0) and the groups' ranges are taken without them. `keep` None or empty is plain GPTQ.
+    """
     W = W.clone().float()
     H = H.clone().float()
     out_f, n = W.shape
     g, G = cfg.group(n), cfg.groups(n)
+    keep = torch.zeros(0, dtype=torch.int64) if keep is None else torch.as_tensor(keep, dtype=torch.int64).unique()
+    if keep.numel() and (int(keep.min()) < 0 or int(keep.max()) >= n):
+        raise ValueError(f"kept columns must be input columns in [0, {n}), got {keep.tolist()}")
+    kept = torch.zeros(n, dtype=torch.bool)
+    kept[keep] = True
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
     scales = torch.zeros(out_f, G)
     zeros = torch.zeros(out_f, G)
-    if act_order:  # static groups: every group's range from the original weights, fixed up front
+    static = act_order or bool(keep.numel())
+    if static:  # static groups: every group's range from the original weights, fixed up front
         for j in range(G):
-            scales[:, j], zeros[:, j] = group_params(W[:, j * g:(j + 1) * g], cfg)
-        perm = torch.argsort(torch.diag(H), descending=True)
+            part, mask = W[:, j * g:(j + 1) * g], ~kept[j * g:(j + 1) * g]
+            scales[:, j], zeros[:, j] = group_params(part[:, mask] if bool(mask.any()) else part, cfg)
+        rest = (~kept).nonzero().squeeze(1)
+        if act_order:
+            rest = rest[torch.argsort(torch.diag(H)[rest], descending=True)]
+        perm = torch.cat([rest, keep])
         W, H = W[:, perm], H[perm][:, perm]
     else:
         perm = torch.arange(n)
@@ -60,18 +89,24 @@ def gptq_quantize(W: Tensor, H: Tensor, cfg: QuantConfig, *, blocksize: int = 12
     Wt = W.t().contiguous()
     Qt = torch.zeros_like(Wt)
     St, Zt = scales.t().contiguous(), zeros.t().contiguous()
+    Vt = torch.zeros(keep.numel(), out_f)
     cols = perm.tolist()
+    is_kept = kept.tolist()
     maxq = cfg.maxq
     for i1 in range(0, n, blocksize):
         i2 = min(i1 + blocksize, n)
         W1 = Wt[i1:i2].clone()
-        Err1 = torch.empty_like(W1)
+        Err1 = torch.zeros_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
         diag = torch.diag(Hinv1).tolist()
         for i in range(i2 - i1):
             col = cols[i1 + i]
             gi = col // g
-            if not act_order and col % g == 0:
+            if is_kept[col]:  # exact: no error to spread, and it has taken every earlier column's
+                Qt[i1 + i] = Zt[gi]
+                Vt[i1 + i - (n - keep.numel())] = W1[i]
+                continue
+            if not static and col % g == 0:
                 # the group's range from the weights as updated so far (this block's and the rest)
                 St[gi], Zt[gi] = group_params(torch.cat([W1[i:], Wt[i2:]], 0)[:g].t(), cfg)
             s, z = St[gi], Zt[gi]
@@ -85,7 +120,7 @@ def gptq_quantize(W: Tensor, H: Tensor, cfg: QuantConfig, *, blocksize: int = 12
     codes = torch.empty_like(Qt)
     codes[perm] = Qt
     scales, zeros = St.t().contiguous(), Zt.t().contiguous()
-    return codes.t().long(), scales, zeros
+    return codes.t().long(), scales, zeros, Vt.t().contiguous()
 
 
 class GPTQ:
@@ -98,17 +133,21 @@ class GPTQ:
     input share one Hessian and are quantized as one matrix (their rows stacked): GPTQ treats
     rows independently, so this is the same result in one column loop instead of several.
     Without `true_sequential`, every group's Hessian comes from the block's unquantized forward.
+    With `keep_columns` (a share of each layer's input columns, e.g. 0.01), the weak columns
+    (`weak_columns`) stay in float16 and absorb the other columns' error (`gptq_keep`).
     """
 
     name = "gptq"
     needs_calibration = True
 
     def __init__(self, blocksize: int = 128, damp: float = 0.01, act_order: bool = True,
-                 true_sequential: bool = True) -> None:
+                 true_sequential: bool = True, keep_columns: float = 0.0) -> None:
         if blocksize < 1 or not 0 < damp < 1:
             raise ValueError(f"blocksize must be >= 1 and damp in (0, 1), got {blocksize}, {damp}")
+        if not 0.0 <= keep_columns <= 0.5:
+            raise ValueError(f"keep_columns is the share of input columns kept in float16, in [0, 0.5]; got {keep_columns}")
         self.blocksize, self.damp, self.act_order = blocksize, damp, act_order
-        self.true_sequential = true_sequential
+        self.true_sequential, self.keep_columns = true_sequential, keep_columns
 
     def quantize_block(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any],
                        cfg: QuantConfig) -> dict[str, Any]:
@@ -153,15 +192,25 @@ class GPTQ:
                              f"(give calibration samples that exercise it)")
         h = xtx * (2.0 / tokens)
         ws = [weight_of(lin[n]) for n in names]
-        codes, scales, zeros = gptq_quantize(torch.cat(ws), h, cfg, blocksize=self.blocksize, damp=self.damp,
-                                             act_order=self.act_order)
-        # what the QuantLinear will compute (scales are stored in float16), without packing and unpacking
+        W = torch.cat(ws)
+        keep = None
+        if self.keep_columns:
+            keep = weak_columns(W, h, cfg, max(1, round(self.keep_columns * W.shape[1])))
+        codes, scales, zeros, vals = gptq_keep(W, h, cfg, keep, blocksize=self.blocksize, damp=self.damp,
+                                               act_order=self.act_order)
+        vals = vals.half()
+        # what the QuantLinear will compute (scales and kept values are stored in float16), without packing
         deq = dequantize(codes, scales.half(), zeros, cfg)
+        if keep is not None:
+            deq[:, keep] = vals.float()
         out, r = {}, 0
         for name, w in zip(names, ws, strict=True):
             rows = slice(r, r + w.shape[0])
             r += w.shape[0]
             d = deq[rows] - w
             stats[name] = {"weight_err": float(d.pow(2).sum()), "proxy_loss": float(torch.einsum("oi,ij,oj->", d, h, d))}
-            out[name] = (quantized_layer(lin[name], codes[rows], scales[rows], zeros[rows], cfg), deq[rows])
+            q = quantized_layer(lin[name], codes[rows], scales[rows], zeros[rows], cfg)
+            if keep is not None:
+                q.keep_columns(keep, vals[rows])
+            out[name] = (q, deq[rows])
         return out

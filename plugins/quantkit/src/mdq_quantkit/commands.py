@@ -27,6 +27,19 @@ def _backend(name: str, options: dict[str, Any]) -> Any:
     return cap.obj(**options)
 
 
+def _share(option: str, text: str) -> float:
+    """Parse a float16 budget such as 1% or 0.01, refusing one outside (0, 50%]."""
+    t = text.strip()
+    try:
+        share = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        _fail(f"{option} {text!r} is not a share: give a percentage like 1% or a fraction like 0.01")
+    if not 0.0 < share <= 0.5:
+        _fail(f"{option} {text!r} is outside (0, 50%]: the share of weights kept in float16 must be positive and "
+              f"at most half")
+    return share
+
+
 def _state(ledger_url: str | None) -> Any:
     """Return the live control state (cohort default) read from the ledger, or None where no ledger exists yet.
 
@@ -63,16 +76,7 @@ def _selector(name: str, keep: str | None, state: Any = None) -> Any:
     if name not in names:
         _fail(f"--outliers {name!r} is not a registered row selector (registered: {', '.join(names) or 'none'}; "
               f"they come from plugins such as mdq-geoquant)")
-    options: dict[str, Any] = {}
-    if keep is not None:
-        t = keep.strip()
-        try:
-            options["keep"] = float(t[:-1]) / 100 if t.endswith("%") else float(t)
-        except ValueError:
-            _fail(f"--keep {keep!r} is not a share: give a percentage like 1% or a fraction like 0.01")
-        if not 0.0 < options["keep"] <= 0.5:
-            _fail(f"--keep {keep!r} is outside (0, 50%]: the share of weights kept in float16 must be positive and "
-                  f"at most half")
+    options: dict[str, Any] = {} if keep is None else {"keep": _share("--keep", keep)}
     try:
         return registry().find("outlier_classifier", name).obj(state, **options)
     except ValueError as exc:  # an operator parameter in the state the selector cannot use
@@ -96,13 +100,16 @@ def _selector(name: str, keep: str | None, state: Any = None) -> Any:
               "random) whose top rows stay in float16 after quantizing.")
 @click.option("--keep", help="With --outliers: the share of weights kept in float16, e.g. 1% or 0.5% (in (0, 50%]; "
               "default: the geoquant operator's `keep` parameter).")
+@click.option("--keep-columns", "keep_columns", help="GPTQ: the share of each layer's input columns kept in float16, "
+              "e.g. 1% (the weak columns, chosen by Hessian diagonal x rounding error; they absorb the others' "
+              "error). mdq's format only.")
 @click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
               help="With --outliers: the ledger whose live state gives the geoquant operator's keep, keep_scope and "
                    "md_percentile (default: MDQ_LEDGER, else the user's ledger if one exists, else the defaults).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: bool, samples: int, seqlen: int,
              text_path: str | None, act_order: bool | None, fmt: str, outliers: str | None, keep: str | None,
-             ledger_url: str | None, out_dir: str) -> None:
+             keep_columns: str | None, ledger_url: str | None, out_dir: str) -> None:
     """Quantize a model's linear layers block by block (streamed from disk) and save it, with a progress bar.
 
     \b
@@ -110,6 +117,7 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
       mdq quantize --model smollm2-135m --backend gptq --bits 4 --group-size 128 --out runs/w4g128
       mdq quantize --model smollm2-135m --backend gptq --format gptq --out runs/w4g128-gptq
       mdq quantize --model smollm2-135m --backend gptq --bits 3 --outliers hessian --keep 1% --out runs/w3-mixed
+      mdq quantize --model smollm2-135m --backend gptq --bits 3 --keep-columns 1% --out runs/w3-cols
       mdq eval ppl --model runs/w4g128
     """
     from rich.progress import Progress
@@ -125,6 +133,13 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
         options = {} if act_order is None else {"act_order": act_order}
         if act_order is not None and backend != "gptq":
             raise ValueError("--act-order / --no-act-order apply to the gptq backend only")
+        if keep_columns is not None:
+            if backend != "gptq":
+                raise ValueError("--keep-columns applies to the gptq backend only (its error feedback fills them)")
+            if fmt != "mdq":
+                raise ValueError(f"--keep-columns keeps columns in float16, which only mdq's format can hold; "
+                                 f"drop --format {fmt}")
+            options["keep_columns"] = _share("--keep-columns", keep_columns)
         if keep is not None and outliers is None:
             raise ValueError("--keep sets the float16 budget of --outliers; give --outliers too")
         algo = _backend(backend, options)
@@ -165,6 +180,10 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
         meta["outliers"] = kept
     save(model, out_dir, tok, fmt, meta)
     click.echo(f"quantized {len(model.mdq_quant['modules'])} layers with {backend} in {stats['seconds']:.1f} s -> {out_dir}")
+    cols = sum(m.keep_cols.numel() * m.out_features for m in model.modules() if hasattr(m, "keep_cols"))
+    if cols:
+        total = sum(m.in_features * m.out_features for m in model.modules() if hasattr(m, "keep_cols"))
+        click.echo(f"kept {cols / total * 100:.2f}% of the quantized weights in float16 as whole input columns")
     if kept is not None:
         click.echo(f"kept {kept['kept_rows']} rows ({kept['kept_share'] * 100:.2f}% of the quantized weights) in "
                    f"float16, chosen by {outliers}")

@@ -39,8 +39,8 @@ def layer_tensors(q: QuantLinear, scheme: Any) -> dict[str, Tensor]:
     """Return one layer's compressed tensors (names without the layer prefix), compressed by the library."""
     from compressed_tensors.compressors.pack_quantized import PackedQuantizationCompressor
 
-    if q.in_perm.numel() or q.keep_idx.numel():
-        raise ValueError("compressed-tensors export takes layers without act-order permutation or kept rows; "
+    if q.in_perm.numel() or q.keep_idx.numel() or q.keep_cols.numel():
+        raise ValueError("compressed-tensors export takes layers without act-order permutation or kept rows or columns; "
                          "export this model with --format gptq or mdq")
     half = 2 ** (q.cfg.bits - 1)
     sd = {"weight": q.dequantized(), "weight_scale": q.scales.clone(),

@@ -89,8 +89,9 @@ def layer_tensors(q: QuantLinear, spec: GPTQSpec) -> dict[str, Tensor]:
     if (in_f * b) % 32 or (out_f * b) % 32:
         raise ValueError(f"the GPTQ layout needs in_features * bits and out_features * bits divisible by 32; "
                          f"this layer is ({out_f}, {in_f}) at {b} bits")
-    if q.keep_idx.numel():
-        raise ValueError("the GPTQ layout has no place for rows kept in float16; export this model in mdq's format")
+    if q.keep_idx.numel() or q.keep_cols.numel():
+        raise ValueError("the GPTQ layout has no place for rows or columns kept in float16; export this model in "
+                         "mdq's format")
     g = q.cfg.group(in_f)
     codes = q.codes()  # (out, in), stored column order
     gidx = torch.arange(in_f) // g

@@ -99,6 +99,10 @@ def save_quantized(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     return out
 
 
+# a layer's tensors whose length is the file's (kept rows and columns, the act-order permutation)
+OPTIONAL = ("keep_idx", "keep_rows", "keep_cols", "keep_colvals", "in_perm")
+
+
 def load_quantized(path: str | Path) -> nn.Module:
     """Load a directory written by `save_quantized` (float32 compute, packed weights kept packed)."""
     from transformers import AutoConfig
@@ -144,15 +148,16 @@ def load_quantized(path: str | Path) -> nn.Module:
         if missing:
             raise ValueError(f"{weights} lacks {', '.join(f'{name}.{m}' for m in sorted(missing))}")
         want = q.state_dict()
-        for k in ("keep_idx", "keep_rows", "in_perm"):  # files written before these existed have none
+        for k in OPTIONAL:  # files written before these existed have none
             sub.setdefault(k, want[k])
         for k, v in sub.items():
-            if k in ("keep_idx", "keep_rows", "in_perm"):
+            if k in OPTIONAL:
                 continue
             if k not in want or tuple(v.shape) != tuple(want[k].shape):
                 raise ValueError(f"{weights}: {name}.{k} has shape {tuple(v.shape)}, the {cfg.bits}-bit layer needs "
                                  f"{tuple(want[k].shape) if k in want else 'no such tensor'}")
         q.load_state_dict({k: (v.to(want[k].dtype) if v.is_floating_point() else v) for k, v in sub.items()}, strict=True)
+        q.check_kept_columns(f"{weights}: {name}")
         q.choose_kernel(build=True)
     del state
     model = finish(model, weights)

@@ -14,6 +14,11 @@ for tests).
 Checkpoints quantized with activation order keep their columns in group order: `in_perm`
 (empty = identity) lists, for each stored column, the input feature it belongs to, and the
 input is gathered once per call before any path runs.
+
+Mixed precision: rows (`keep_idx`, `keep_rows`, in input-feature order) replace whole output
+rows; columns (`keep_cols`, stored column ids, with `keep_colvals` (out, k)) hold input columns
+in float16 whose codes are the zero point, so every path computes the packed product (0 in
+those columns) plus x[:, keep_cols] @ keep_colvals^T.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class QuantLinear(nn.Module):
         # rows kept in float16 instead of quantized (outlier rows a wrapper chose to protect); empty by default
         self.register_buffer("keep_idx", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("keep_rows", torch.zeros(0, in_features, dtype=torch.float16))
+        # input columns kept in float16 (GPTQ's weak columns, which absorbed the others' error); empty by default
+        self.register_buffer("keep_cols", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("keep_colvals", torch.zeros(out_features, 0, dtype=torch.float16))
         # stored column j holds input feature in_perm[j] (act-order checkpoints); empty = identity
         self.register_buffer("in_perm", torch.zeros(0, dtype=torch.int64))
         if kernel not in KERNELS:
@@ -140,6 +148,8 @@ class QuantLinear(nn.Module):
     def dequantized(self) -> Tensor:
         """Return the float32 weight (out, in) in input-feature order, kept rows included."""
         w = dequantize(self.codes(), self.scales, self.zeros, self.cfg)
+        if self.keep_cols.numel():
+            w[:, self.keep_cols] = self.keep_colvals.float()
         if self.in_perm.numel():
             w = w[:, torch.argsort(self.in_perm)]
         if self.keep_idx.numel():
@@ -156,6 +166,40 @@ class QuantLinear(nn.Module):
         self.keep_idx = rows.to(self.scales.device)
         self.keep_rows = values.detach().to(self.scales.device, torch.float16)
         self._weight = None
+
+    def keep_columns(self, cols: Tensor, values: Tensor) -> None:
+        """Hold stored columns `cols` as float16 `values` (out, len(cols)); their codes become the group's zero point."""
+        cols = torch.as_tensor(cols, dtype=torch.int64).reshape(-1).cpu().clone()  # its own tensor: layers sharing one are not tied on save
+        if values.shape != (self.out_features, cols.numel()):
+            raise ValueError(f"kept columns need values of shape ({self.out_features}, {cols.numel()}), "
+                             f"got {tuple(values.shape)}")
+        if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= self.in_features
+                             or cols.unique().numel() != cols.numel()):
+            raise ValueError(f"kept columns must be distinct ids in [0, {self.in_features})")
+        codes, zero = self.codes(), self._column_zeros(cols)
+        if not torch.equal(codes[:, cols], zero):
+            codes[:, cols] = zero
+            self.qweight, self._released, self._int4, self._shared = pack(codes, self.cfg.bits), False, None, None
+        self.keep_cols = cols.to(self.scales.device)
+        self.keep_colvals = values.detach().to(self.scales.device, torch.float16)
+        self._weight = None
+
+    def _column_zeros(self, cols: Tensor) -> Tensor:
+        return self.zeros.long().cpu()[:, cols // self.cfg.group(self.in_features)]
+
+    def check_kept_columns(self, where: str) -> None:
+        """Refuse kept columns whose codes are not the zero point (the packed paths would count them twice)."""
+        if not self.keep_cols.numel():
+            return
+        cols = self.keep_cols.cpu()
+        if self.keep_colvals.shape != (self.out_features, cols.numel()):
+            raise ValueError(f"{where}.keep_colvals has shape {tuple(self.keep_colvals.shape)}, expected "
+                             f"({self.out_features}, {cols.numel()}) for {cols.numel()} kept columns")
+        if int(cols.min()) < 0 or int(cols.max()) >= self.in_features or cols.unique().numel() != cols.numel():
+            raise ValueError(f"{where}.keep_cols must be distinct ids in [0, {self.in_features})")
+        if not torch.equal(self.codes()[:, cols], self._column_zeros(cols)):
+            raise ValueError(f"{where}: the codes of the kept columns are not their group's zero point; "
+                             f"the file was not written by mdq or was altered")
 
     def _apply(self, fn: Any, recurse: bool = True) -> QuantLinear:
         if self._released:
@@ -174,7 +218,7 @@ class QuantLinear(nn.Module):
         self._weight, self._int4, self._shared, self._released = None, None, None, False  # new weights: caches are stale
         if self.qweight.numel() == 0:
             self.qweight = torch.zeros(self.out_features, -(-self.in_features * self.cfg.bits // 32), dtype=torch.int32)
-        for name in ("keep_idx", "keep_rows", "in_perm"):  # their length is the file's, not the constructor's
+        for name in ("keep_idx", "keep_rows", "keep_cols", "keep_colvals", "in_perm"):  # lengths are the file's
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.scales.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -187,6 +231,8 @@ class QuantLinear(nn.Module):
             # dequantize once, then matmul: unpacking on every call would cost more than the matmul itself on CPU
             if self._weight is None or self._weight.dtype != x.dtype:
                 self._weight = dequantize(self.codes(), self.scales, self.zeros, self.cfg).to(x.dtype)
+                if self.keep_cols.numel():
+                    self._weight[:, self.keep_cols] = self.keep_colvals.to(x.dtype)
                 if self.keep_idx.numel():
                     self._weight[self.keep_idx] = self.keep_rows.to(x.dtype)[:, self.in_perm] \
                         if self.in_perm.numel() else self.keep_rows.to(x.dtype)
@@ -203,6 +249,8 @@ class QuantLinear(nn.Module):
 
             y = dequant_matmul(flat, self.qweight, self.scales, self.zeros, self.cfg)
         y = y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+        if self.keep_cols.numel():
+            y = y + nn.functional.linear(x.index_select(-1, self.keep_cols), self.keep_colvals.to(x.dtype))
         if self.keep_idx.numel():
             rows = self.keep_rows.to(x.dtype)
             y[..., self.keep_idx] = nn.functional.linear(x, rows[:, self.in_perm] if self.in_perm.numel() else rows)
