@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .config import QuantConfig
-from .qlinear import QuantLinear
+from .qlinear import VARIABLE, QuantLinear
 
 FORMAT = "mdq-quant"
 VERSION = 1
@@ -99,10 +99,6 @@ def save_quantized(model: nn.Module, out_dir: str | Path, tokenizer: Any = None,
     return out
 
 
-# a layer's tensors whose length is the file's (kept rows and columns, the act-order permutation)
-OPTIONAL = ("keep_idx", "keep_rows", "keep_cols", "keep_colvals", "in_perm")
-
-
 def load_quantized(path: str | Path) -> nn.Module:
     """Load a directory written by `save_quantized` (float32 compute, packed weights kept packed)."""
     from transformers import AutoConfig
@@ -148,10 +144,10 @@ def load_quantized(path: str | Path) -> nn.Module:
         if missing:
             raise ValueError(f"{weights} lacks {', '.join(f'{name}.{m}' for m in sorted(missing))}")
         want = q.state_dict()
-        for k in OPTIONAL:  # files written before these existed have none
+        for k in VARIABLE:  # files written before these existed have none
             sub.setdefault(k, want[k])
         for k, v in sub.items():
-            if k in OPTIONAL:
+            if k in VARIABLE:
                 continue
             if k not in want or tuple(v.shape) != tuple(want[k].shape):
                 raise ValueError(f"{weights}: {name}.{k} has shape {tuple(v.shape)}, the {cfg.bits}-bit layer needs "

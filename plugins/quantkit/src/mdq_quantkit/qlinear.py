@@ -33,6 +33,14 @@ from .packing import pack, unpack
 from .quant import dequantize
 
 KERNELS = ("auto", "torch", "int4", "triton")
+# buffers whose length is the checkpoint's, not the constructor's (kept rows and columns, the act-order permutation)
+VARIABLE = ("keep_idx", "keep_rows", "keep_cols", "keep_colvals", "in_perm")
+
+
+def _check_ids(ids: Tensor, n: int, what: str) -> None:
+    """Refuse ids that are not distinct and in [0, n)."""
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n or ids.unique().numel() != ids.numel()):
+        raise ValueError(f"{what} must be distinct ids in [0, {n})")
 
 
 class QuantLinear(nn.Module):
@@ -146,7 +154,7 @@ class QuantLinear(nn.Module):
         return self._int4.tensors() if self._int4 is not None else []
 
     def dequantized(self) -> Tensor:
-        """Return the float32 weight (out, in) in input-feature order, kept rows included."""
+        """Return the float32 weight (out, in) in input-feature order, kept rows and columns included."""
         w = dequantize(self.codes(), self.scales, self.zeros, self.cfg)
         if self.keep_cols.numel():
             w[:, self.keep_cols] = self.keep_colvals.float()
@@ -161,8 +169,7 @@ class QuantLinear(nn.Module):
         rows = torch.as_tensor(rows, dtype=torch.int64).reshape(-1).cpu()
         if values.shape != (rows.numel(), self.in_features):
             raise ValueError(f"kept rows need values of shape ({rows.numel()}, {self.in_features}), got {tuple(values.shape)}")
-        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.out_features or rows.unique().numel() != rows.numel()):
-            raise ValueError(f"kept rows must be distinct ids in [0, {self.out_features})")
+        _check_ids(rows, self.out_features, "kept rows")
         self.keep_idx = rows.to(self.scales.device)
         self.keep_rows = values.detach().to(self.scales.device, torch.float16)
         self._weight = None
@@ -173,9 +180,7 @@ class QuantLinear(nn.Module):
         if values.shape != (self.out_features, cols.numel()):
             raise ValueError(f"kept columns need values of shape ({self.out_features}, {cols.numel()}), "
                              f"got {tuple(values.shape)}")
-        if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= self.in_features
-                             or cols.unique().numel() != cols.numel()):
-            raise ValueError(f"kept columns must be distinct ids in [0, {self.in_features})")
+        _check_ids(cols, self.in_features, "kept columns")
         codes, zero = self.codes(), self._column_zeros(cols)
         if not torch.equal(codes[:, cols], zero):
             codes[:, cols] = zero
@@ -195,8 +200,7 @@ class QuantLinear(nn.Module):
         if self.keep_colvals.shape != (self.out_features, cols.numel()):
             raise ValueError(f"{where}.keep_colvals has shape {tuple(self.keep_colvals.shape)}, expected "
                              f"({self.out_features}, {cols.numel()}) for {cols.numel()} kept columns")
-        if int(cols.min()) < 0 or int(cols.max()) >= self.in_features or cols.unique().numel() != cols.numel():
-            raise ValueError(f"{where}.keep_cols must be distinct ids in [0, {self.in_features})")
+        _check_ids(cols, self.in_features, f"{where}.keep_cols")
         if not torch.equal(self.codes()[:, cols], self._column_zeros(cols)):
             raise ValueError(f"{where}: the codes of the kept columns are not their group's zero point; "
                              f"the file was not written by mdq or was altered")
@@ -218,7 +222,7 @@ class QuantLinear(nn.Module):
         self._weight, self._int4, self._shared, self._released = None, None, None, False  # new weights: caches are stale
         if self.qweight.numel() == 0:
             self.qweight = torch.zeros(self.out_features, -(-self.in_features * self.cfg.bits // 32), dtype=torch.int32)
-        for name in ("keep_idx", "keep_rows", "keep_cols", "keep_colvals", "in_perm"):  # lengths are the file's
+        for name in VARIABLE:
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.scales.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
