@@ -19,6 +19,13 @@ md (GeoQuant's MD alone), geoquant (Fisher loss change among the rows with MD ov
 median), and fisher (the geoquant score with its MD gate off: what the gate adds). Time = GPTQ's
 time plus the selector's own scoring (and, for kfac / geoquant / fisher, the loss gradients
 measured on the float model).
+
+columns (OWQ's weak input columns, `mdq quantize --keep-columns`) is not a row selector: the
+columns are chosen before GPTQ and change what it computes (they absorb the other columns'
+error), so each budget quantizes the model again. Its budget is per layer, rounded down (at most
+the share in every layer), so it never holds more float16 weights than the row selectors.
+`--selectors columns --out mixed_precision_columns` runs it alone against plain GPTQ on the same
+draws (a results file of its own, keeping the row selectors' run).
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment, parse_seeds, report, spread  # noqa: E402
 
-SELECTORS = ("random", "weight-error", "hessian", "kfac", "md", "geoquant", "fisher")
+ROW_SELECTORS = ("random", "weight-error", "hessian", "kfac", "md", "geoquant", "fisher")
+SELECTORS = (*ROW_SELECTORS, "columns")
 GOAL = "w3g128, keep 1%: the best selector improves GPTQ's perplexity by >= 15%"
 
 
@@ -60,10 +68,11 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
     bits, group = (int(x) for x in conf[1:].split("g"))
     model, tok = load("smollm2-135m")
     calib = calibration_samples(data["pool"], a.samples, a.seqlen, seed=draw)
-    t0 = time.perf_counter()
-    sens = sensitivities(model, calib[:a.fisher_samples])
-    sens_s = time.perf_counter() - t0
     scorers = [s for s in _scorers(draw) if s.name in a.selectors]
+    t0 = time.perf_counter()
+    needs_sens = any(s.needs & {"fisher", "out_grad"} for s in scorers)
+    sens = sensitivities(model, calib[:a.fisher_samples]) if needs_sens else None
+    sens_s = time.perf_counter() - t0
     rec = ScoreRecorder(GPTQ(), scorers, model, sens)
     t0 = time.perf_counter()
     quantize_model(model, QuantConfig(bits, group), rec, calib)
@@ -100,6 +109,47 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
                 rows.append(r)
                 print(f"  {s.name:<12} keep {keep:.3%} {scope:<5}: ppl {r['ppl']:.3f} ({r['gain_vs_gptq']:+.1%})",
                       flush=True)
+    if "columns" in a.selectors:
+        rows += _columns(conf, draw, a, data, tmp, calib, base)
+    return rows
+
+
+def _columns(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], tmp: Path, calib: list[Any],
+             base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Quantize again per budget with OWQ's weak columns kept (GPTQ keep_columns); evaluate as loaded."""
+    from mdq_gptq.gptq import GPTQ
+    from mdq_quantkit.backends import quantize_model
+    from mdq_quantkit.config import QuantConfig
+    from mdq_quantkit.data import perplexity
+    from mdq_quantkit.io import load_quantized, save_quantized
+    from mdq_quantkit.models import load
+    from mdq_quantkit.qlinear import QuantLinear
+
+    bits, group = (int(x) for x in conf[1:].split("g"))
+    rows = []
+    for keep in a.keeps:
+        model, tok = load("smollm2-135m")
+        t0 = time.perf_counter()
+        quantize_model(model, QuantConfig(bits, group), GPTQ(keep_columns=keep), calib)
+        q_s = time.perf_counter() - t0
+        out = save_quantized(model, tmp / f"columns-{keep}", tok)
+        size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+        loaded = load_quantized(out)
+        shutil.rmtree(out)
+        layers = [m for m in loaded.modules() if isinstance(m, QuantLinear)]
+        kept = sum(int(m.keep_cols.numel()) * m.out_features for m in layers)
+        total = sum(m.in_features * m.out_features for m in layers)
+        t1 = time.perf_counter()
+        ppl = perplexity(loaded, data["ev"], seqlen=a.seqlen_eval, tokens=a.tokens)["ppl"]
+        r = {"config": conf, "draw": draw, "selector": "columns", "keep": keep, "scope": "layer",
+             "kept_share": kept / total, "kept_columns": sum(int(m.keep_cols.numel()) for m in layers),
+             "layers_with_kept_columns": sum(1 for m in layers if m.keep_cols.numel()), "time_s": q_s,
+             "select_s": 0.0, "ppl": ppl, "file_MB": size / 2**20, "file_ratio": size / data["fp32_bytes"],
+             "eval_s": time.perf_counter() - t1}
+        r["gain_vs_gptq"] = (base["ppl"] - r["ppl"]) / base["ppl"]
+        rows.append(r)
+        print(f"  {'columns':<12} keep {keep:.3%} layer: ppl {ppl:.3f} ({r['gain_vs_gptq']:+.1%}), "
+              f"{r['kept_share']:.3%} of the weights, GPTQ {q_s:.0f} s", flush=True)
     return rows
 
 
@@ -149,7 +199,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Run the comparison and write results/mixed_precision.json."""
+    """Run the comparison and write results/NAME.json (--out, default mixed_precision)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="w3g128,w4g128")
     ap.add_argument("--draws", default="0-2", help="calibration draws (seeds of the calibration windows), e.g. 0-2")
@@ -161,14 +211,15 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=8192, help="evaluation tokens")
     ap.add_argument("--fisher-samples", type=int, default=8,
                     help="calibration windows for the loss gradients on the float model (Fisher, output gradients)")
+    ap.add_argument("--out", default="mixed_precision", help="results/NAME.json to write")
     ap.add_argument("--quick", action="store_true", help="a smoke run: w4g128, one draw, small calibration and evaluation")
     ap.add_argument("--resume", action="store_true",
                     help="keep the (config, draw) runs an interrupted run saved in results/mixed_precision.partial.json")
-    ap.add_argument("--table", action="store_true", help="print the README table from results/mixed_precision.json "
+    ap.add_argument("--table", action="store_true", help="print the README table from results/NAME.json (--out) "
                     "and exit (runs nothing)")
     a = ap.parse_args()
     if a.table:
-        print(markdown(json.loads((RESULTS / "mixed_precision.json").read_text())))
+        print(markdown(json.loads((RESULTS / f"{a.out}.json").read_text())))
         return
     if a.quick:
         a.configs, a.draws, a.keeps, a.scopes = "w4g128", "0", "1%", "layer"
@@ -192,7 +243,7 @@ def main() -> None:
     pool, ev = split_tokens(tokenize(tok, corpus_text()))
     data = {"pool": pool, "ev": ev, "fp32_bytes": (smollm2_dir() / "model.safetensors").stat().st_size}
     rows: list[dict[str, Any]] = []
-    partial = RESULTS / "mixed_precision.partial.json"  # every finished (config, draw), for --resume
+    partial = RESULTS / f"{a.out}.partial.json"  # every finished (config, draw), for --resume
     if a.resume and partial.exists():
         rows = json.loads(partial.read_text())["runs"]
         print(f"resuming: {len({(r['config'], r['draw']) for r in rows})} (config, draw) runs kept from {partial}")
@@ -208,7 +259,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(rows)
-    report("mixed_precision", f"SmolLM2-135M, GPTQ + float16 rows: ppl over calibration draws {a.draws} "
+    report(a.out, f"SmolLM2-135M, GPTQ + float16 rows: ppl over calibration draws {a.draws} "
            f"({a.samples}x{a.seqlen} calibration, {a.tokens} evaluation tokens)",
            ["config", "selector", "keep", "scope", "ppl_mean", "ppl_sd", "ppl_min", "ppl_max", "gain_mean", "gain_min",
             "kept_share", "file_MB", "time_s"], summary,

@@ -133,8 +133,9 @@ class GPTQ:
     input share one Hessian and are quantized as one matrix (their rows stacked): GPTQ treats
     rows independently, so this is the same result in one column loop instead of several.
     Without `true_sequential`, every group's Hessian comes from the block's unquantized forward.
-    With `keep_columns` (a share of each layer's input columns, e.g. 0.01), the weak columns
-    (`weak_columns`) stay in float16 and absorb the other columns' error (`gptq_keep`).
+    With `keep_columns` (a share of each layer's input columns, e.g. 0.01: at most that share, at
+    least one column), the weak columns (`weak_columns`) stay in float16 and absorb the other
+    columns' error (`gptq_keep`).
     """
 
     name = "gptq"
@@ -195,7 +196,8 @@ class GPTQ:
         W = torch.cat(ws)
         keep = None
         if self.keep_columns:
-            keep = weak_columns(W, h, cfg, max(1, round(self.keep_columns * W.shape[1])))
+            # floor: the share is a budget the layer must not exceed (one column at least, or none would be kept)
+            keep = weak_columns(W, h, cfg, max(1, int(self.keep_columns * W.shape[1])))
         codes, scales, zeros, vals = gptq_keep(W, h, cfg, keep, blocksize=self.blocksize, damp=self.damp,
                                                act_order=self.act_order)
         vals = vals.half()
