@@ -101,8 +101,8 @@ def _selector(name: str, keep: str | None, state: Any = None) -> Any:
 @click.option("--keep", help="With --outliers: the share of weights kept in float16, e.g. 1% or 0.5% (in (0, 50%]; "
               "default: the geoquant operator's `keep` parameter).")
 @click.option("--keep-columns", "keep_columns", help="GPTQ: the share of each layer's input columns kept in float16, "
-              "e.g. 1% (the weak columns, chosen by Hessian diagonal x rounding error; they absorb the others' "
-              "error). mdq's format only.")
+              "e.g. 1%, rounded down per layer, at least one (the weak columns, chosen by Hessian diagonal x "
+              "rounding error; they absorb the others' error). mdq's format only.")
 @click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
               help="With --outliers: the ledger whose live state gives the geoquant operator's keep, keep_scope and "
                    "md_percentile (default: MDQ_LEDGER, else the user's ledger if one exists, else the defaults).")
