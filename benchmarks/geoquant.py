@@ -166,8 +166,9 @@ def classify_time(counts: list[int], quick: bool) -> tuple[list[dict[str, Any]],
                                   candidates=count, reuse_blocks=reuse)
         t0 = time.perf_counter()
         out = clf.scores(model, s["probe"], layers)
-        print(f"sensitive classifier, {count} rows, {out.path}: {time.perf_counter() - t0:.0f} s", flush=True)
-        return out, time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        print(f"sensitive classifier, {count} rows, {out.path}: {took:.0f} s", flush=True)
+        return out, took
 
     top = max(counts)
     ref, t_ref = sensitive(top, False)
@@ -185,13 +186,18 @@ def classify_time(counts: list[int], quick: bool) -> tuple[list[dict[str, Any]],
         ddauc = max((float((ref.dauc[n] - new.dauc[n])[m[n]].abs().max()) for n in layers if m[n].any()), default=0.0)
         # the fast path may differ from the reference in float32 summation order; whether any row changes class is recorded
         same = subset and all(torch.equal((ref.s_priv[n] >= 1)[m[n]], (new.s_priv[n] >= 1)[m[n]]) for n in layers)
+        # what measuring fewer rows costs: rows the reference found sensitive that this count never measured
+        missed = sum(int(((ref.s_priv[n] >= 1) & ~new.measured[n]).sum()) for n in layers)
         checks[str(count)] = {"max_abs_diff_encoding_bits": diff, "max_abs_diff_dauc": ddauc, "subset_of_reference":
-                              subset, "same_sensitive_rows": same, "path": new.path, "sensitive_s": t,
-                              "seconds": t_func + t, "met": t_func + t < 300.0}
+                              subset, "same_sensitive_rows": same, "missed_sensitive_rows": missed,
+                              "sensitive_rows": sum(int((new.s_priv[n] >= 1).sum()) for n in layers),
+                              "path": new.path, "sensitive_s": t, "seconds": t_func + t, "met": t_func + t < 300.0}
         rows.append({"part": "classify_time", "what": f"functional + sensitive ({count} rows measured), {new.path}",
                      "candidates": count, "seconds": t_func + t, "sensitive_s": t, "functional_s": t_func,
                      "goal_s": 300.0, "ratio": t / t_ref if count == top else None})
-    return rows, {"candidates": counts, "reference": {"candidates": top, "path": ref.path, "sensitive_s": t_ref},
+    return rows, {"candidates": counts, "reference": {"candidates": top, "path": ref.path, "sensitive_s": t_ref,
+                                                      "sensitive_rows": sum(int((ref.s_priv[n] >= 1).sum())
+                                                                            for n in layers)},
                   "per_count": checks, "functional_s": t_func,
                   "speedup_sensitive": t_ref / checks[str(top)]["sensitive_s"]}
 
