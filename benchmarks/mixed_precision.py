@@ -1,7 +1,8 @@
 """Outlier rows kept in float16 (issue #20): which selector earns the budget, on SmolLM2-135M under GPTQ.
 
     python benchmarks/mixed_precision.py [--configs w3g128,w4g128] [--draws 0-2] [--keeps 0.5%,1%]
-                                         [--scopes layer,model] [--quick]
+                                         [--scopes layer,model] [--selectors NAMES] [--out NAME]
+                                         [--quick] [--resume] [--table]
 
 For every configuration and calibration draw, GPTQ (act-order, true-sequential) quantizes the
 model once while `mdq_geoquant.select.ScoreRecorder` scores every row of every layer with each
@@ -23,7 +24,8 @@ measured on the float model).
 columns (OWQ's weak input columns, `mdq quantize --keep-columns`) is not a row selector: the
 columns are chosen before GPTQ and change what it computes (they absorb the other columns'
 error), so each budget quantizes the model again. Its budget is per layer, rounded down (at most
-the share in every layer), so it never holds more float16 weights than the row selectors.
+the share in every layer, except one column where the share is under one), so it holds fewer
+float16 weights than the row selectors at the budgets measured here.
 `--selectors columns --out mixed_precision_columns` runs it alone against plain GPTQ on the same
 draws (a results file of its own, keeping the row selectors' run).
 """
@@ -205,7 +207,8 @@ def main() -> None:
     ap.add_argument("--draws", default="0-2", help="calibration draws (seeds of the calibration windows), e.g. 0-2")
     ap.add_argument("--keeps", default="0.5%,1%", help="float16 budgets, shares of the quantized weights")
     ap.add_argument("--scopes", default="model", help="layer, model or both")
-    ap.add_argument("--selectors", default=",".join(SELECTORS))
+    ap.add_argument("--selectors", default=",".join(ROW_SELECTORS),
+                    help=f"comma-separated, among {', '.join(SELECTORS)} (columns only when named)")
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--tokens", type=int, default=8192, help="evaluation tokens")
@@ -214,7 +217,7 @@ def main() -> None:
     ap.add_argument("--out", default="mixed_precision", help="results/NAME.json to write")
     ap.add_argument("--quick", action="store_true", help="a smoke run: w4g128, one draw, small calibration and evaluation")
     ap.add_argument("--resume", action="store_true",
-                    help="keep the (config, draw) runs an interrupted run saved in results/mixed_precision.partial.json")
+                    help="keep the (config, draw) runs an interrupted run saved in results/NAME.partial.json (--out)")
     ap.add_argument("--table", action="store_true", help="print the README table from results/NAME.json (--out) "
                     "and exit (runs nothing)")
     a = ap.parse_args()
@@ -259,7 +262,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(rows)
-    report(a.out, f"SmolLM2-135M, GPTQ + float16 rows: ppl over calibration draws {a.draws} "
+    report(a.out, f"SmolLM2-135M, GPTQ + float16 {'rows / columns' if 'columns' in a.selectors else 'rows'}: ppl over calibration draws {a.draws} "
            f"({a.samples}x{a.seqlen} calibration, {a.tokens} evaluation tokens)",
            ["config", "selector", "keep", "scope", "ppl_mean", "ppl_sd", "ppl_min", "ppl_max", "gain_mean", "gain_min",
             "kept_share", "file_MB", "time_s"], summary,

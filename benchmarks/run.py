@@ -63,7 +63,11 @@ BENCHMARKS: dict[str, Bench] = {
     "geoquant": Bench("geoquant.py", "MD time, MD vs loss over seeds, classification time, planted secrets",
                       cost="~1.5 h on 2 cores"),
     "mixed_precision": Bench("mixed_precision.py", "float16 outlier rows: selectors at equal budget under GPTQ",
-                             cost="~1.5 h on 2 cores"),
+                             full=("--selectors", "random,weight-error,hessian,md"), cost="~1.5 h on 2 cores"),
+    "mixed_precision_columns": Bench("mixed_precision.py", "OWQ weak input columns in float16 under GPTQ vs plain GPTQ",
+                                     full=("--selectors", "columns", "--out", "mixed_precision_columns"),
+                                     quick=("--quick", "--selectors", "columns", "--out", "mixed_precision_columns"),
+                                     cost="~45 min on 2 cores", outputs=("mixed_precision_columns",)),
 }
 
 

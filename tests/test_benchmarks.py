@@ -109,3 +109,23 @@ def test_unmarked_results_tables_missing_files_and_empty_tables_are_problems(in_
 def test_every_readme_figure_is_in_a_results_file():
     problems = [p for r in figures.readmes() for p in figures.check(r)]
     assert not problems, "\n".join(map(str, problems))
+
+
+def test_mixed_precision_goal_is_judged_on_the_mean_gain_of_the_best_selector_at_w3g128_one_percent():
+    import mixed_precision as mp
+
+    def run(sel: str, draw: int, ppl: float, keep: float = 0.01) -> dict:
+        return {"config": "w3g128", "draw": draw, "selector": sel, "keep": keep, "scope": "layer", "ppl": ppl,
+                "file_MB": 1.0, "time_s": 1.0, "kept_share": keep, "gain_vs_gptq": (20.0 - ppl) / 20.0}
+
+    base = [{**run("none (GPTQ)", d, 20.0, 0.0)} for d in (0, 1, 2)]
+    for b in base:
+        del b["gain_vs_gptq"]
+    rows = base + [run("columns", d, p) for d, p in zip((0, 1, 2), (16.5, 16.0, 18.0))]
+    rows += [run("hessian", d, 19.0) for d in (0, 1, 2)] + [run("columns", 0, 10.0, keep=0.005)]
+    g = mp.goal(mp.summarize(rows))
+    assert g["best"]["selector"] == "columns" and math.isclose(g["best"]["gain_mean"], 0.475 / 3) and g["met"]
+    assert math.isclose(g["best"]["gain_min"], 0.10)  # the worst draw is reported next to the mean
+    assert not mp.goal(mp.summarize(base + [run("hessian", 0, 19.0)]))["met"]
+    assert mp.goal(mp.summarize(base)) == {"goal": mp.GOAL, "measured": False}  # nothing kept: not measured, not met
+    assert "columns" in mp.SELECTORS and "columns" not in mp.ROW_SELECTORS

@@ -112,10 +112,15 @@ def test_kept_columns_absorb_the_error_of_the_others(act_order):
 def test_keep_columns_at_model_level_and_bad_shares():
     samples = [torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(i + 2)) for i in range(8)]
     m = tiny_llama()
-    quantize_model(m, QuantConfig(3, 32), GPTQ(keep_columns=0.05), samples)
+    quantize_model(m, QuantConfig(3, 32), GPTQ(keep_columns=0.04), samples)
     q = m.get_submodule(m.mdq_quant["modules"][0])
-    assert q.keep_cols.numel() == round(0.05 * q.in_features) and q.keep_colvals.shape == (q.out_features, q.keep_cols.numel())
+    # the share is a budget: 0.04 x 64 = 2.56 keeps 2 columns (rounding to nearest would keep 3), 0.04 x 160 keeps 6
+    counts = {m.get_submodule(n).in_features: m.get_submodule(n).keep_cols.numel() for n in m.mdq_quant["modules"]}
+    assert counts == {64: 2, 160: 6} and q.keep_colvals.shape == (q.out_features, q.keep_cols.numel())
     q.check_kept_columns("layer 0")
+    tiny = tiny_llama()
+    quantize_model(tiny, QuantConfig(3, 32), GPTQ(keep_columns=0.01), samples)  # under one column: one is kept
+    assert {tiny.get_submodule(n).keep_cols.numel() for n in tiny.mdq_quant["modules"]} == {1}
     for bad in (-0.1, 0.6):
         with pytest.raises(ValueError, match="keep_columns"):
             GPTQ(keep_columns=bad)
