@@ -170,8 +170,12 @@ def classify_time(counts: list[int], quick: bool) -> tuple[list[dict[str, Any]],
         print(f"sensitive classifier, {count} rows, {out.path}: {took:.0f} s", flush=True)
         return out, took
 
+    def flagged(scores: Any) -> dict[str, Any]:
+        return {n: scores.s_priv[n] >= 1 for n in layers}
+
     top = max(counts)
     ref, t_ref = sensitive(top, False)
+    ref_flag = flagged(ref)
     rows = [{"part": "classify_time", "what": f"functional + sensitive ({top} rows measured), full forward per row "
              "(reference)", "candidates": top, "seconds": t_func + t_ref, "sensitive_s": t_ref,
              "functional_s": t_func, "goal_s": 300.0, "ratio": 1.0}]
@@ -180,24 +184,23 @@ def classify_time(counts: list[int], quick: bool) -> tuple[list[dict[str, Any]],
         new, t = sensitive(count, True)
         # the same Fisher screen ranks the rows, so a smaller count measures a subset of the reference's rows
         subset = all(bool((new.measured[n] <= ref.measured[n]).all()) for n in layers)
-        m = {n: new.measured[n] for n in layers}
+        m, new_flag = new.measured, flagged(new)
         diff = max((float((ref.encoding_bits[n] - new.encoding_bits[n])[m[n]].abs().max()) for n in layers
                     if m[n].any()), default=0.0)
         ddauc = max((float((ref.dauc[n] - new.dauc[n])[m[n]].abs().max()) for n in layers if m[n].any()), default=0.0)
         # the fast path may differ from the reference in float32 summation order; whether any row changes class is recorded
-        same = subset and all(torch.equal((ref.s_priv[n] >= 1)[m[n]], (new.s_priv[n] >= 1)[m[n]]) for n in layers)
+        same = subset and all(torch.equal(ref_flag[n][m[n]], new_flag[n][m[n]]) for n in layers)
         # what measuring fewer rows costs: rows the reference found sensitive that this count never measured
-        missed = sum(int(((ref.s_priv[n] >= 1) & ~new.measured[n]).sum()) for n in layers)
+        missed = sum(int((ref_flag[n] & ~m[n]).sum()) for n in layers)
         checks[str(count)] = {"max_abs_diff_encoding_bits": diff, "max_abs_diff_dauc": ddauc, "subset_of_reference":
                               subset, "same_sensitive_rows": same, "missed_sensitive_rows": missed,
-                              "sensitive_rows": sum(int((new.s_priv[n] >= 1).sum()) for n in layers),
+                              "sensitive_rows": sum(int(f.sum()) for f in new_flag.values()),
                               "path": new.path, "sensitive_s": t, "seconds": t_func + t, "met": t_func + t < 300.0}
         rows.append({"part": "classify_time", "what": f"functional + sensitive ({count} rows measured), {new.path}",
                      "candidates": count, "seconds": t_func + t, "sensitive_s": t, "functional_s": t_func,
                      "goal_s": 300.0, "ratio": t / t_ref if count == top else None})
     return rows, {"candidates": counts, "reference": {"candidates": top, "path": ref.path, "sensitive_s": t_ref,
-                                                      "sensitive_rows": sum(int((ref.s_priv[n] >= 1).sum())
-                                                                            for n in layers)},
+                                                      "sensitive_rows": sum(int(f.sum()) for f in ref_flag.values())},
                   "per_count": checks, "functional_s": t_func,
                   "speedup_sensitive": t_ref / checks[str(top)]["sensitive_s"]}
 

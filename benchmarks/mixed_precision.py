@@ -63,7 +63,7 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
     from mdq_gptq.gptq import GPTQ
     from mdq_quantkit.backends import quantize_model
     from mdq_quantkit.config import QuantConfig
-    from mdq_quantkit.data import calibration_samples, perplexity
+    from mdq_quantkit.data import calibration_samples
     from mdq_quantkit.io import load_quantized, save_quantized
     from mdq_quantkit.models import load
 
@@ -87,12 +87,9 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
 
     def evaluate(label: str) -> dict[str, Any]:
         out = save_quantized(loaded, tmp / label, tok)
-        size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+        size = _size(out)
         shutil.rmtree(out)
-        t1 = time.perf_counter()
-        ppl = perplexity(loaded, data["ev"], seqlen=a.seqlen_eval, tokens=a.tokens)["ppl"]
-        return {"ppl": ppl, "file_MB": size / 2**20, "file_ratio": size / data["fp32_bytes"],
-                "eval_s": time.perf_counter() - t1}
+        return _measured(loaded, size, a, data)
 
     base = {"config": conf, "draw": draw, "selector": "none (GPTQ)", "keep": 0.0, "scope": "-", "kept_share": 0.0,
             "time_s": gptq_s, **evaluate("plain")}
@@ -112,45 +109,54 @@ def run_one(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], t
                 print(f"  {s.name:<12} keep {keep:.3%} {scope:<5}: ppl {r['ppl']:.3f} ({r['gain_vs_gptq']:+.1%})",
                       flush=True)
     if "columns" in a.selectors:
-        rows += _columns(conf, draw, a, data, tmp, calib, base)
+        rows += _columns(conf, QuantConfig(bits, group), draw, a, data, tmp, calib, base)
     return rows
 
 
-def _columns(conf: str, draw: int, a: argparse.Namespace, data: dict[str, Any], tmp: Path, calib: list[Any],
-             base: dict[str, Any]) -> list[dict[str, Any]]:
+def _size(out: Path) -> int:
+    """Return the bytes of a saved checkpoint's tensor files."""
+    return sum(f.stat().st_size for f in out.glob("*.safetensors"))
+
+
+def _measured(model: Any, size: int, a: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """Return a row's perplexity (protocol of mdq_quantkit.data), evaluation time and file size for `model`."""
+    from mdq_quantkit.data import perplexity
+
+    t1 = time.perf_counter()
+    ppl = perplexity(model, data["ev"], seqlen=a.seqlen_eval, tokens=a.tokens)["ppl"]
+    return {"ppl": ppl, "file_MB": size / 2**20, "file_ratio": size / data["fp32_bytes"],
+            "eval_s": time.perf_counter() - t1}
+
+
+def _columns(conf: str, cfg: Any, draw: int, a: argparse.Namespace, data: dict[str, Any], tmp: Path,
+             calib: list[Any], base: dict[str, Any]) -> list[dict[str, Any]]:
     """Quantize again per budget with OWQ's weak columns kept (GPTQ keep_columns); evaluate as loaded."""
     from mdq_gptq.gptq import GPTQ
     from mdq_quantkit.backends import quantize_model
-    from mdq_quantkit.config import QuantConfig
-    from mdq_quantkit.data import perplexity
     from mdq_quantkit.io import load_quantized, save_quantized
     from mdq_quantkit.models import load
     from mdq_quantkit.qlinear import QuantLinear
 
-    bits, group = (int(x) for x in conf[1:].split("g"))
     rows = []
     for keep in a.keeps:
         model, tok = load("smollm2-135m")
         t0 = time.perf_counter()
-        quantize_model(model, QuantConfig(bits, group), GPTQ(keep_columns=keep), calib)
+        quantize_model(model, cfg, GPTQ(keep_columns=keep), calib)
         q_s = time.perf_counter() - t0
         out = save_quantized(model, tmp / f"columns-{keep}", tok)
-        size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+        size = _size(out)
         loaded = load_quantized(out)
         shutil.rmtree(out)
         layers = [m for m in loaded.modules() if isinstance(m, QuantLinear)]
         kept = sum(int(m.keep_cols.numel()) * m.out_features for m in layers)
         total = sum(m.in_features * m.out_features for m in layers)
-        t1 = time.perf_counter()
-        ppl = perplexity(loaded, data["ev"], seqlen=a.seqlen_eval, tokens=a.tokens)["ppl"]
         r = {"config": conf, "draw": draw, "selector": "columns", "keep": keep, "scope": "layer",
              "kept_share": kept / total, "kept_columns": sum(int(m.keep_cols.numel()) for m in layers),
              "layers_with_kept_columns": sum(1 for m in layers if m.keep_cols.numel()), "time_s": q_s,
-             "select_s": 0.0, "ppl": ppl, "file_MB": size / 2**20, "file_ratio": size / data["fp32_bytes"],
-             "eval_s": time.perf_counter() - t1}
+             "select_s": 0.0, **_measured(loaded, size, a, data)}
         r["gain_vs_gptq"] = (base["ppl"] - r["ppl"]) / base["ppl"]
         rows.append(r)
-        print(f"  {'columns':<12} keep {keep:.3%} layer: ppl {ppl:.3f} ({r['gain_vs_gptq']:+.1%}), "
+        print(f"  {'columns':<12} keep {keep:.3%} layer: ppl {r['ppl']:.3f} ({r['gain_vs_gptq']:+.1%}), "
               f"{r['kept_share']:.3%} of the weights, GPTQ {q_s:.0f} s", flush=True)
     return rows
 
@@ -262,7 +268,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(rows)
-    report(a.out, f"SmolLM2-135M, GPTQ + float16 {'rows / columns' if 'columns' in a.selectors else 'rows'}: ppl over calibration draws {a.draws} "
+    kept = "rows / columns" if "columns" in a.selectors else "rows"
+    report(a.out, f"SmolLM2-135M, GPTQ + float16 {kept}: ppl over calibration draws {a.draws} "
            f"({a.samples}x{a.seqlen} calibration, {a.tokens} evaluation tokens)",
            ["config", "selector", "keep", "scope", "ppl_mean", "ppl_sd", "ppl_min", "ppl_max", "gain_mean", "gain_min",
             "kept_share", "file_MB", "time_s"], summary,
