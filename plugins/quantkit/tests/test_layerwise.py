@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mdq_quantkit.layerwise import (
-    blocks_of, capture, forward_all, gram, inline_pass, layer_inputs, linears_of, sequential_groups, set_weight,
+    batchable, blocks_of, capture, forward_all, gram, inline_pass, joined, layer_inputs, linears_of, sequential_groups,
+    set_weight, split_batches,
 )
 from mdq_quantkit.models import tiny_gpt2, tiny_llama
 
@@ -134,4 +135,43 @@ class _Swapped(torch.nn.Module):
 
 def test_inline_pass_refuses_layers_whose_order_differs_by_input():
     with pytest.raises(ValueError, match="layer 'b' was reached after 'a' by one input but before it by another"):
-        inline_pass(_Swapped(), [["b"], ["a"]], [torch.ones(1, 2, 4), -torch.ones(1, 2, 4)], {}, lambda *_: None)
+        inline_pass(_Swapped(), [["b"], ["a"]], [torch.ones(1, 2, 4), -torch.ones(1, 2, 4)], {}, lambda *_: None,
+                    batch=False)  # a block that branches on a whole input's values runs one input per thread
+
+
+def test_batched_pass_matches_one_input_per_thread():
+    b, _, kw, groups = _first_block()
+    m = tiny_llama()
+    xs = [torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(10 + i)) for i in range(5)]
+    inputs, kw = capture(m, xs)
+    assert batchable(inputs, kw)
+    runs = {}
+    for batch in (True, False):
+        got = {}
+        out = inline_pass(b, groups, inputs, kw, lambda gi, h, t, got=got: got.__setitem__(gi, (h.clone(), t)),
+                          batch=batch)
+        runs[batch] = (out, got)
+    (out_b, got_b), (out_s, got_s) = runs[True], runs[False]
+    assert [o.shape for o in out_b] == [x.shape for x in inputs]  # one output per input, as before
+    assert all(torch.allclose(a, e, atol=1e-5) for a, e in zip(out_b, out_s, strict=True))
+    for gi in got_s:
+        assert got_b[gi][1] == got_s[gi][1] == 5 * 16
+        assert torch.allclose(got_b[gi][0], got_s[gi][0], rtol=1e-4, atol=1e-3)
+
+
+def test_batchable_only_same_shapes_and_keyword_tensors_that_broadcast():
+    x = [torch.ones(1, 4, 8), torch.ones(1, 4, 8)]
+    assert batchable(x, {"position_embeddings": (torch.ones(1, 4, 2), torch.ones(1, 4, 2)), "flag": True})
+    assert not batchable([torch.ones(1, 4, 8), torch.ones(1, 5, 8)], {})  # lengths differ
+    assert not batchable(x, {"alibi": torch.ones(3, 1, 4)})  # tied to a batch of one: keep one input per thread
+    assert not batchable(x[:1], {})
+
+
+def test_split_batches_and_joined_round_trip_without_a_copy():
+    assert split_batches(5, 2) == [range(0, 2), range(2, 5)]
+    assert split_batches(2, 8) == [range(0, 1), range(1, 2)]
+    base = torch.randn(4, 3, 2)  # not itself a view
+    parts = list(torch.split(base, [1, 1, 2]))
+    assert joined(parts) is base  # consecutive views of one tensor: its base back
+    assert torch.equal(joined(parts[1:]), base[1:])  # not the whole base: a copy
+    assert torch.equal(joined([parts[1], parts[0]]), torch.cat([parts[1], parts[0]]))  # out of order: a copy

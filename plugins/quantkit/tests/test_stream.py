@@ -46,3 +46,35 @@ def test_quantized_checkpoints_are_not_quantized_again(tmp_path):
     out = save_quantized(m, tmp_path / "q")
     with pytest.raises(ValueError, match="already a quantized \\(mdq\\) checkpoint"):
         load_for_quantization(out)
+
+
+class _Watch:
+    """RTN that records whether the embedding is resident while each block is quantized, and can fail."""
+
+    name, needs_calibration = "watch", False
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.seen, self.fail_at, self.model = [], fail_at, None
+
+    def quantize_block(self, block, inputs, kwargs, cfg):
+        self.seen.append(self.model.model.embed_tokens.weight.is_meta)
+        if len(self.seen) - 1 == self.fail_at:
+            raise RuntimeError("backend failed")
+        return RTN().quantize_block(block, inputs, kwargs, cfg)
+
+
+def test_the_embedding_is_released_while_blocks_are_quantized_and_read_back(tmp_path):
+    tiny_llama().save_pretrained(tmp_path / "f")
+    for fail_at in (None, 1):
+        m, _ = load_for_quantization(tmp_path / "f")
+        before = m.model.embed_tokens.weight.clone()
+        w = _Watch(fail_at)
+        w.model = m
+        if fail_at is None:
+            quantize_model(m, QuantConfig(4, 32), w)
+        else:
+            with pytest.raises(RuntimeError, match="backend failed"):
+                quantize_model(m, QuantConfig(4, 32), w)
+        assert w.seen == [True, True]  # on meta (no memory) during every block
+        assert torch.equal(m.model.embed_tokens.weight, before)  # read back, even after a failure
+        assert m.lm_head.weight is m.model.embed_tokens.weight  # still tied

@@ -28,10 +28,14 @@ def _hinv_upper(H: Tensor, damp: float) -> Tensor:
     """Return the upper Cholesky factor of (H + lambda I)^-1, raising lambda until H is positive definite."""
     mean = float(torch.diag(H).mean())
     for factor in (1, 10, 100):
-        Hd = H + damp * factor * mean * torch.eye(H.shape[0], dtype=H.dtype)
+        Hd = H.clone()
+        Hd.diagonal().add_(damp * factor * mean)
         L, info = torch.linalg.cholesky_ex(Hd)
+        del Hd  # the quantizer's peak is here, on the widest layer: hold as few n x n copies as possible
         if int(info) == 0:
-            return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+            inv = torch.cholesky_inverse(L)
+            del L
+            return torch.linalg.cholesky(inv, upper=True)
     raise ValueError(f"the Hessian is not positive definite even with damping {damp * 100:g} x mean(diag H); "
                      f"give more calibration samples or a larger damp")
 
@@ -85,6 +89,7 @@ def gptq_keep(W: Tensor, H: Tensor, cfg: QuantConfig, keep: Tensor | None, *, bl
     else:
         perm = torch.arange(n)
     Hinv = _hinv_upper(H, damp)
+    del H
     # columns as contiguous rows: every per-column step below reads and writes whole rows
     Wt = W.t().contiguous()
     Qt = torch.zeros_like(Wt)

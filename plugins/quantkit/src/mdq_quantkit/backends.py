@@ -54,22 +54,29 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
     inputs, kwargs = capture(model, samples) if backend.needs_calibration else ([], {})
     stats: dict[str, Any] = {}
     stream = getattr(model, "mdq_stream", None)
-    for i, block in enumerate(blocks):
-        if progress:
-            progress(i, len(blocks), f"block {i}")
+    if stream is not None:
+        stream.release_outside(model)  # not used again until every block is quantized
+    try:
+        for i, block in enumerate(blocks):
+            if progress:
+                progress(i, len(blocks), f"block {i}")
+            if stream is not None:
+                stream.materialize(model, i)  # only this block's float weights are resident (streaming)
+            outputs = None
+            if hasattr(backend, "quantize_block_forward"):
+                block_stats, outputs = backend.quantize_block_forward(block, inputs, kwargs, cfg)
+            else:
+                block_stats = backend.quantize_block(block, inputs, kwargs, cfg)
+            for name, s in block_stats.items():
+                stats[f"{i}.{name}"] = s
+            if backend.needs_calibration and i + 1 < len(blocks):
+                inputs = forward_all(block, inputs, kwargs) if outputs is None else outputs
+            del outputs
+            give_back_memory()
+    finally:
+        del inputs
         if stream is not None:
-            stream.materialize(model, i)  # only this block's float weights are resident (streaming)
-        outputs = None
-        if hasattr(backend, "quantize_block_forward"):
-            block_stats, outputs = backend.quantize_block_forward(block, inputs, kwargs, cfg)
-        else:
-            block_stats = backend.quantize_block(block, inputs, kwargs, cfg)
-        for name, s in block_stats.items():
-            stats[f"{i}.{name}"] = s
-        if backend.needs_calibration and i + 1 < len(blocks):
-            inputs = forward_all(block, inputs, kwargs) if outputs is None else outputs
-        del outputs
-        give_back_memory()
+            stream.restore_outside(model)
     if progress:
         progress(len(blocks), len(blocks), "done")
     if stream is not None:

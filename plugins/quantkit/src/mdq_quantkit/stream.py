@@ -42,6 +42,33 @@ class BlockStream:
                     raise ValueError(f"block {i} {short.removesuffix('.weight')} has a non-finite weight at index {bad} "
                                      f"({self.index[name][0].name}: {name}); fix the checkpoint before quantizing")
 
+    def outside(self) -> list[str]:
+        """Return the checkpoint's tensor names outside the blocks (embeddings, final norm, head)."""
+        return sorted(n for n in self.index if not n.startswith(self.prefix + "."))
+
+    def release_outside(self, model: nn.Module) -> None:
+        """Put the parameters outside the blocks on meta while the blocks are quantized (`restore_outside` reads them again).
+
+        Once the first block's inputs are captured nothing outside the blocks runs until the
+        end, and SmolLM2's float32 embedding alone is 113 MB of the quantizer's peak.
+        """
+        for name in self.outside():
+            parent, _, leaf = name.rpartition(".")
+            mod = model.get_submodule(parent) if parent else model
+            p = mod._parameters.get(leaf)
+            if p is not None:
+                mod._parameters[leaf] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device="meta"),
+                                                     requires_grad=False)
+        if getattr(model.config, "tie_word_embeddings", False):
+            model.tie_weights()
+
+    def restore_outside(self, model: nn.Module) -> None:
+        """Read the tensors outside the blocks back from the checkpoint (after `release_outside`)."""
+        for name, v in load_tensors(self.index, self.outside()).items():
+            set_tensor(model, name, v)
+        if getattr(model.config, "tie_word_embeddings", False):
+            model.tie_weights()
+
     def materialize(self, model: nn.Module, i: int) -> None:
         """Load block i's tensors into the model (float32), refusing one left without data."""
         names = self.names(i)
@@ -63,14 +90,11 @@ def load_streaming(path: str | Path) -> nn.Module:
     index = checkpoint_tensors(p)
     model = empty_model(AutoConfig.from_pretrained(p))
     prefix, blocks = blocks_of(model)
-    outside = [n for n in index if not n.startswith(prefix + ".")]
-    for name, v in load_tensors(index, outside).items():
-        set_tensor(model, name, v)
-    if getattr(model.config, "tie_word_embeddings", False):
-        model.tie_weights()
+    stream = BlockStream(index, prefix, len(blocks), p)
+    stream.restore_outside(model)
     inblocks = {f"{prefix}.{i}" for i in range(len(blocks))}
     missing = [n for n, t in model.named_parameters() if t.is_meta and not any(n.startswith(b + ".") for b in inblocks)]
     if missing:
         raise ValueError(f"{p} lacks tensors the model needs, e.g. {missing[:3]}; the checkpoint is incomplete")
-    model.mdq_stream = BlockStream(index, prefix, len(blocks), p)
+    model.mdq_stream = stream
     return model
