@@ -95,7 +95,8 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--configs", default="w4g128,w3g128,w4g64,w3g64")
-    ap.add_argument("--methods", default="rtn,gptq,awq")
+    ap.add_argument("--methods", default="rtn,gptq,awq",
+                    help="ours: rtn, gptq, awq, gptq-bf16 (GPTQ calibrated with bfloat16 matmuls)")
     ap.add_argument("--draws", default="0,1,2", help="calibration draws for our calibrated methods")
     ap.add_argument("--anchors", default="gptqmodel-gptq,llmc-gptq,llmc-awq")
     ap.add_argument("--anchor-draws", default="0")
@@ -225,8 +226,8 @@ def summarize(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if line["who"] not in ("mdq", "float"):
             anchors.setdefault((line["method"], line["config"]), []).append(line)
     for line in out:
-        if line["who"] == "mdq":
-            theirs = anchors.get((line["method"], line["config"]), [])
+        if line["who"] == "mdq":  # a variant (gptq-bf16) is compared with its method's anchors
+            theirs = anchors.get((line["method"].split("-")[0], line["config"]), [])
             if theirs:
                 timed = [t["quant_s"] for t in theirs if t["quant_s"]]
                 if timed:

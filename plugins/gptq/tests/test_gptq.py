@@ -61,6 +61,23 @@ def test_dead_inputs_and_a_singular_hessian():
         GPTQ(damp=0)
 
 
+def test_bfloat16_calibration_runs_the_matmuls_in_bfloat16_and_still_beats_rtn():
+    x = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(1))
+    samples = [torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(i + 2)) for i in range(16)]
+    errs, codes = {}, {}
+    for name, b in (("rtn", RTN()), ("f32", GPTQ()), ("bf16", GPTQ(calibration="bfloat16"))):
+        m = tiny_llama()
+        with torch.no_grad():
+            ref = m(x).logits
+            quantize_model(m, QuantConfig(3, 32), b, samples)
+            errs[name] = float(((m(x).logits - ref) ** 2).mean())
+        codes[name] = m.model.layers[1].mlp.down_proj.codes()
+    assert errs["bf16"] < errs["rtn"]
+    assert not torch.equal(codes["bf16"], codes["f32"])  # the option changes the calibration inputs
+    with pytest.raises(ValueError, match="float32, bfloat16 or auto"):
+        GPTQ(calibration="float16")
+
+
 @pytest.mark.parametrize("true_sequential", [True, False])
 def test_model_level_gptq_is_closer_to_fp_than_rtn(true_sequential):
     x = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(1))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mdq_quantkit.layerwise import (
-    batchable, blocks_of, capture, forward_all, gram, inline_pass, joined, layer_inputs, linears_of, sequential_groups,
+    batchable, blocks_of, calibration_dtype, capture, forward_all, gram, inline_pass, joined, layer_inputs, linears_of, sequential_groups,
     set_weight, split_batches,
 )
 from mdq_quantkit.models import tiny_gpt2, tiny_llama
@@ -175,3 +175,27 @@ def test_split_batches_and_joined_round_trip_without_a_copy():
     assert joined(parts) is base  # consecutive views of one tensor: its base back
     assert torch.equal(joined(parts[1:]), base[1:])  # not the whole base: a copy
     assert torch.equal(joined([parts[1], parts[0]]), torch.cat([parts[1], parts[0]]))  # out of order: a copy
+
+
+def test_calibration_dtype_names_and_auto(monkeypatch):
+    assert calibration_dtype("float32") is None and calibration_dtype("bfloat16") is torch.bfloat16
+    assert calibration_dtype("auto", "cuda") is torch.bfloat16
+    for avx512_bf16, amx, want in ((True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, None)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert calibration_dtype("auto") is want
+    with pytest.raises(ValueError, match="float32, bfloat16 or auto"):
+        calibration_dtype("fp16")
+
+
+def test_autocast_pass_multiplies_in_bfloat16_and_keeps_the_sums_float32():
+    b, inputs, kw, groups = _first_block()
+    seen = []
+    hook = b.mlp.down_proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    sums = {}
+    out = inline_pass(b, groups, inputs, kw, lambda gi, h, t: sums.__setitem__(gi, h.dtype), autocast=torch.bfloat16)
+    hook.remove()
+    assert set(seen) == {torch.bfloat16} and set(sums.values()) == {torch.float32}
+    ref = forward_all(b, inputs, kw)
+    assert all(torch.allclose(a.float(), e, atol=0.05, rtol=0.05) for a, e in zip(out, ref, strict=True))
+    assert not all(torch.equal(a, e) for a, e in zip(out, ref, strict=True))

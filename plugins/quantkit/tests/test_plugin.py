@@ -75,7 +75,9 @@ def test_cli_bad_input(tmp_path, mdq_cli_plugins):
     for extra, said in ((["--keep-columns", "1%"], "gptq backend only"),
                         (["--backend", "gptq", "--keep-columns", "70%"], "outside (0, 50%]"),
                         (["--backend", "gptq", "--keep-columns", "x"], "is not a share"),
-                        (["--backend", "gptq", "--keep-columns", "1%", "--format", "gptq"], "only mdq's format")):
+                        (["--backend", "gptq", "--keep-columns", "1%", "--format", "gptq"], "only mdq's format"),
+                        (["--calibration-dtype", "bfloat16"], "gptq backend only"),
+                        (["--backend", "gptq", "--calibration-dtype", "float16"], "float16")):
         res = r.invoke(main, ["quantize", "--model", "x", *extra, "--out", str(tmp_path / "o")])
         assert res.exit_code == 2 and said in res.output and not (tmp_path / "o").exists()
     assert "Example" in r.invoke(main, ["quantize", "--help"]).output

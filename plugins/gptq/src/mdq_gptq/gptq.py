@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from mdq_quantkit.config import QuantConfig
 from mdq_quantkit.layerwise import (
-    inline_pass, layer_inputs, linears_of, quantized_layer, replace, sequential_groups, set_weight, shape_of, weight_of,
+    calibration_dtype, inline_pass, layer_inputs, linears_of, quantized_layer, replace, sequential_groups, set_weight,
+    shape_of, weight_of,
 )
 from mdq_quantkit.quant import dequantize, group_params, rtn
 
@@ -80,30 +81,38 @@ def gptq_keep(W: Tensor, H: Tensor, cfg: QuantConfig, keep: Tensor | None, *, bl
     if static:  # static groups: every group's range from the original weights, fixed up front
         for j in range(G):
             part, mask = W[:, j * g:(j + 1) * g], ~kept[j * g:(j + 1) * g]
-            scales[:, j], zeros[:, j] = group_params(part[:, mask] if bool(mask.any()) else part, cfg)
+            some = bool(mask.any()) and not bool(mask.all())  # a gather only where some columns are kept
+            scales[:, j], zeros[:, j] = group_params(part[:, mask] if some else part, cfg)
         rest = (~kept).nonzero().squeeze(1)
         if act_order:
             rest = rest[torch.argsort(torch.diag(H)[rest], descending=True)]
         perm = torch.cat([rest, keep])
-        W, H = W[:, perm], H[perm][:, perm]
+        H = H[perm]  # one step at a time: two n x n copies alive, not three
+        H = H[:, perm]
     else:
         perm = torch.arange(n)
     Hinv = _hinv_upper(H, damp)
     del H
-    # columns as contiguous rows: every per-column step below reads and writes whole rows
+    # columns as contiguous rows: every per-column step below reads and writes whole rows (and
+    # permuting rows is a copy of contiguous runs, where permuting W's columns was a slow gather)
     Wt = W.t().contiguous()
+    del W
+    if static:
+        Wt = Wt[perm]
     Qt = torch.zeros_like(Wt)
     St, Zt = scales.t().contiguous(), zeros.t().contiguous()
     Vt = torch.zeros(keep.numel(), out_f)
     cols = perm.tolist()
     is_kept = kept.tolist()
     maxq = cfg.maxq
+    s_rows, z_rows, q_rows = St.unbind(0), Zt.unbind(0), Qt.unbind(0)  # row views, taken once
     for i1 in range(0, n, blocksize):
         i2 = min(i1 + blocksize, n)
         W1 = Wt[i1:i2].clone()
         Err1 = torch.zeros_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
         diag = torch.diag(Hinv1).tolist()
+        w_rows, e_rows = W1.unbind(0), Err1.unbind(0)
         for i in range(i2 - i1):
             col = cols[i1 + i]
             gi = col // g
@@ -114,16 +123,19 @@ def gptq_keep(W: Tensor, H: Tensor, cfg: QuantConfig, keep: Tensor | None, *, bl
             if not static and col % g == 0:
                 # the group's range from the weights as updated so far (this block's and the rest)
                 St[gi], Zt[gi] = group_params(torch.cat([W1[i:], Wt[i2:]], 0)[:g].t(), cfg)
-            s, z = St[gi], Zt[gi]
-            w = W1[i]
-            q = (w / s).round_().add_(z).clamp_(0, maxq)
-            Qt[i1 + i] = q
-            err = (w - s * (q - z)).div_(diag[i])
-            W1[i:].addr_(Hinv1[i, i:], err, alpha=-1)
-            Err1[i] = err
+            s, z, w, q, err = s_rows[gi], z_rows[gi], w_rows[i], q_rows[i1 + i], e_rows[i]
+            # in place into the code and error rows: this loop runs once per input column, so
+            # every temporary it does not allocate is time saved (same operations, same order)
+            torch.div(w, s, out=q).round_().add_(z).clamp_(0, maxq)
+            torch.sub(q, z, out=err).mul_(s).neg_().add_(w).div_(diag[i])  # (w - s (q - z)) / d, exactly
+            if i + 1 < i2 - i1:  # row i is done: only the rows after it take its error
+                W1[i + 1:].addr_(Hinv1[i, i + 1:], err, alpha=-1)
         Wt[i2:].addmm_(Hinv[i1:i2, i2:].t(), Err1, alpha=-1)
-    codes = torch.empty_like(Qt)
-    codes[perm] = Qt
+    if static:
+        codes = torch.empty_like(Qt)
+        codes[perm] = Qt
+    else:
+        codes = Qt
     scales, zeros = St.t().contiguous(), Zt.t().contiguous()
     return codes.t().long(), scales, zeros, Vt.t().contiguous()
 
@@ -140,20 +152,24 @@ class GPTQ:
     Without `true_sequential`, every group's Hessian comes from the block's unquantized forward.
     With `keep_columns` (a share of each layer's input columns, e.g. 0.01: at most that share, at
     least one column), the weak columns (`weak_columns`) stay in float16 and absorb the other
-    columns' error (`gptq_keep`).
+    columns' error (`gptq_keep`). `calibration` is the dtype of the calibration forward's matmuls
+    (`layerwise.calibration_dtype`): float32 by default; bfloat16 (what gptqmodel calibrates in
+    on CPU) quantized SmolLM2 1.3x faster but 0.8% worse in perplexity. The weights GPTQ rounds,
+    its Hessians and its solve stay in float32 either way.
     """
 
     name = "gptq"
     needs_calibration = True
 
     def __init__(self, blocksize: int = 128, damp: float = 0.01, act_order: bool = True,
-                 true_sequential: bool = True, keep_columns: float = 0.0) -> None:
+                 true_sequential: bool = True, keep_columns: float = 0.0, calibration: str = "float32") -> None:
         if blocksize < 1 or not 0 < damp < 1:
             raise ValueError(f"blocksize must be >= 1 and damp in (0, 1), got {blocksize}, {damp}")
         if not 0.0 <= keep_columns <= 0.5:
             raise ValueError(f"keep_columns is the share of input columns kept in float16, in [0, 0.5]; got {keep_columns}")
+        calibration_dtype(calibration)  # an unknown name is refused here, before any work
         self.blocksize, self.damp, self.act_order = blocksize, damp, act_order
-        self.true_sequential, self.keep_columns = true_sequential, keep_columns
+        self.true_sequential, self.keep_columns, self.calibration = true_sequential, keep_columns, calibration
 
     def quantize_block(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any],
                        cfg: QuantConfig) -> dict[str, Any]:
@@ -174,7 +190,8 @@ class GPTQ:
                     set_weight(lin[name], deq)  # the rest of this forward goes through the quantized weight
                 done.update(new)
 
-            outputs: list[Tensor] | None = inline_pass(block, groups, inputs, kwargs, on_group)
+            dtype = calibration_dtype(self.calibration, inputs[0].device.type)
+            outputs: list[Tensor] | None = inline_pass(block, groups, inputs, kwargs, on_group, autocast=dtype)
         else:
             H = {g[0]: torch.zeros(shape_of(lin[g[0]])[1], shape_of(lin[g[0]])[1]) for g in groups}
             seen = dict.fromkeys(H, 0)
@@ -196,7 +213,7 @@ class GPTQ:
         if tokens == 0:
             raise ValueError(f"no calibration input reached layer {names[0]!r}; GPTQ needs its inputs "
                              f"(give calibration samples that exercise it)")
-        h = xtx * (2.0 / tokens)
+        h = xtx.mul_(2.0 / tokens)  # in place: the pass hands over its sum, and the widest layer sets the peak
         ws = [weight_of(lin[n]) for n in names]
         W = torch.cat(ws)
         keep = None

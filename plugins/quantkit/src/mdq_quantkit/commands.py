@@ -103,13 +103,17 @@ def _selector(name: str, keep: str | None, state: Any = None) -> Any:
 @click.option("--keep-columns", "keep_columns", help="GPTQ: the share of each layer's input columns kept in float16, "
               "e.g. 1%, rounded down per layer, at least one (the weak columns, chosen by Hessian diagonal x "
               "rounding error; they absorb the others' error). mdq's format only.")
+@click.option("--calibration-dtype", "calibration", type=click.Choice(["float32", "bfloat16", "auto"]),
+              help="GPTQ: the dtype of the calibration forward's matmuls (default float32; bfloat16 is faster where "
+                   "the CPU has AVX512-BF16 or AMX, at some perplexity; auto picks bfloat16 there). The weights, "
+                   "Hessians and GPTQ's solve stay float32.")
 @click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
               help="With --outliers: the ledger whose live state gives the geoquant operator's keep, keep_scope and "
                    "md_percentile (default: MDQ_LEDGER, else the user's ledger if one exists, else the defaults).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: bool, samples: int, seqlen: int,
              text_path: str | None, act_order: bool | None, fmt: str, outliers: str | None, keep: str | None,
-             keep_columns: str | None, ledger_url: str | None, out_dir: str) -> None:
+             keep_columns: str | None, calibration: str | None, ledger_url: str | None, out_dir: str) -> None:
     """Quantize a model's linear layers block by block (streamed from disk) and save it, with a progress bar.
 
     \b
@@ -140,6 +144,10 @@ def quantize(model_spec: str, backend: str, bits: str, group_size: int, sym: boo
                 raise ValueError(f"--keep-columns keeps columns in float16, which only mdq's format can hold; "
                                  f"drop --format {fmt}")
             options["keep_columns"] = _share("--keep-columns", keep_columns)
+        if calibration is not None:
+            if backend != "gptq":
+                raise ValueError("--calibration-dtype applies to the gptq backend only")
+            options["calibration"] = calibration
         if keep is not None and outliers is None:
             raise ValueError("--keep sets the float16 budget of --outliers; give --outliers too")
         algo = _backend(backend, options)

@@ -183,6 +183,25 @@ def gram(x: Tensor, width: int = 256) -> Tensor:
     return out
 
 
+def calibration_dtype(name: str, device: str = "cpu") -> torch.dtype | None:
+    """Resolve a calibration dtype name (float32, bfloat16, auto) to the autocast dtype of the pass (None: float32).
+
+    auto is bfloat16 where the hardware multiplies it natively (any CUDA GPU; a CPU with AVX512-BF16
+    or AMX, where it ran SmolLM2's matmuls 4-5x faster than float32), else float32.
+    """
+    if name == "float32":
+        return None
+    if name == "bfloat16":
+        return torch.bfloat16
+    if name != "auto":
+        raise ValueError(f"calibration dtype must be float32, bfloat16 or auto, got {name!r}")
+    if device != "cpu":
+        return torch.bfloat16
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.bfloat16 if native else None
+
+
 def batchable(inputs: Sequence[Tensor], kwargs: dict[str, Any]) -> bool:
     """Return whether the inputs can run as batches: one shape, and no keyword tensor tied to a batch of one.
 
@@ -204,6 +223,11 @@ def batchable(inputs: Sequence[Tensor], kwargs: dict[str, Any]) -> bool:
         return True
 
     return ok(kwargs)
+
+
+# four batches per core: the batches computing at once hold their MLP temporaries, so smaller ones
+# lower the peak (SmolLM2, 32 windows: 80 MB less than one batch per core), at the same speed
+BATCHES_PER_CORE = 4
 
 
 def split_batches(n: int, parts: int) -> list[range]:
@@ -233,17 +257,19 @@ def joined(xs: Sequence[Tensor]) -> Tensor:
 
 @torch.no_grad()
 def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Sequence[Tensor], kwargs: dict[str, Any],
-                on_group: GroupFn, *, batch: bool = True) -> list[Tensor]:
+                on_group: GroupFn, *, batch: bool = True, autocast: torch.dtype | None = None) -> list[Tensor]:
     """Run the block once over every input, stopping all of them at each group to quantize it; return the outputs.
 
-    With `batch` (and inputs `batchable`), the inputs are concatenated into one batch per core,
-    each run in its own thread; otherwise each input runs in its own thread. Each thread has one
-    intra-op thread, so the batches, not the matmuls, share the cores; at most cores + 1 of them
-    compute at once. Batches hold the same activations at a group's barrier as single inputs
-    but one thread's overhead per core instead of per input: quantizing SmolLM2-135M on 32
-    windows peaked 250 MB lower and ran the pass 1.4x faster. A block must compute each row of
+    With `batch` (and inputs `batchable`), the inputs are concatenated into `BATCHES_PER_CORE`
+    batches per core, each run in its own thread, one per core computing at once; otherwise each
+    input runs in its own thread, at most cores + 1 of them computing at once. Each thread has
+    one intra-op thread, so the inputs, not the matmuls, share the cores. Batches hold the same
+    activations at a group's barrier as single inputs but far fewer threads' overheads:
+    quantizing SmolLM2-135M on 32 windows peaked 250 MB lower and ran the pass 1.4x faster. A block must compute each row of
     a batch as it would alone (every transformers block does); one that branches on a whole
-    input's values needs batch=False. When a group's first layer is
+    input's values needs batch=False. With `autocast` (e.g. torch.bfloat16) the block runs under
+    torch's autocast: matmuls in that dtype, weights and the residual stream kept in float32; the
+    sums x^T x are taken in float32 either way. When a group's first layer is
     reached, the thread adds x^T x of its input to the group's sum and waits; once every input
     has arrived, `on_group(index, sum x^T x, tokens)` runs on the calling thread and must write
     the group's quantized weights into its layers, and the inputs go on through them. So each group sees inputs that already went
@@ -258,7 +284,7 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     singles = list(inputs)
     spans = [range(i, i + 1) for i in range(len(singles))]
     if batch and batchable(singles, kwargs):
-        spans = split_batches(len(singles), torch.get_num_threads())
+        spans = split_batches(len(singles), BATCHES_PER_CORE * torch.get_num_threads())
         inputs = [joined([singles[i] for i in r]) for r in spans]
     n = len(inputs)
     gate = threading.Barrier(n + 1)
@@ -268,9 +294,10 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     outputs: list[Tensor | None] = [None] * n
     errors: list[BaseException] = []
     local = threading.local()
-    # one more input computing than there are intra-op threads: enough to fill the cores, few
-    # enough that their working sets stay in cache (the others wait their turn, or at the barrier)
-    running = threading.Semaphore(torch.get_num_threads() + 1)
+    # single inputs: one more computing than there are cores, enough to fill them, few enough that
+    # their working sets stay in cache; batches: one per core, since each running batch holds its
+    # MLP's temporaries (the others wait their turn, or at the barrier)
+    running = threading.Semaphore(torch.get_num_threads() + (len(spans) == len(singles)))
 
     def arrive(gi: int, x: Tensor | None) -> None:
         if x is not None:
@@ -305,7 +332,8 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
         running.acquire()
         local.held = True
         try:
-            with torch.no_grad():  # grad mode is per thread
+            # grad mode and autocast are per thread
+            with torch.no_grad(), torch.autocast(inputs[i].device.type, dtype=autocast, enabled=autocast is not None):
                 outputs[i] = run_block(block, inputs[i], kwargs)
             for rest in range(local.next, len(groups)):
                 arrive(rest, None)
