@@ -154,8 +154,9 @@ class GPTQ:
     least one column), the weak columns (`weak_columns`) stay in float16 and absorb the other
     columns' error (`gptq_keep`). `calibration` is the dtype of the calibration forward's matmuls
     (`layerwise.calibration_dtype`): float32 by default; bfloat16 (what gptqmodel calibrates in
-    on CPU) quantized SmolLM2 1.3x faster but 0.8% worse in perplexity. The weights GPTQ rounds,
-    its Hessians and its solve stay in float32 either way.
+    on CPU) quantized SmolLM2 at w4g128 1.5x faster on an AVX512-BF16 CPU, at a perplexity level
+    with float32's over three calibration draws. The weights GPTQ rounds, its Hessians and its
+    solve stay in float32 either way.
     """
 
     name = "gptq"
