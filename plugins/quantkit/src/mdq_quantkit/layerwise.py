@@ -268,9 +268,10 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     activations at a group's barrier as single inputs but far fewer threads' overheads (in a
     profile of one SmolLM2-135M block on 32 windows: 250 MB less at the last barrier, and the
     pass 1.4x faster). A block must compute each row of a batch as it would alone (every
-    transformers block does); one that branches on a whole input's values needs batch=False. With `autocast` (e.g. torch.bfloat16) the block runs under
-    torch's autocast: matmuls in that dtype, weights and the residual stream kept in float32; the
-    sums x^T x are taken in float32 either way. When a group's first layer is
+    transformers block does); one that branches on a whole input's values needs batch=False.
+    With `autocast` (e.g. torch.bfloat16) the block runs under torch's autocast: matmuls in that
+    dtype, weights and the residual stream kept in float32; the sums x^T x are taken in float32
+    either way. When a group's first layer is
     reached, the thread adds x^T x of its input to the group's sum and waits; once every input
     has arrived, `on_group(index, sum x^T x, tokens)` runs on the calling thread and must write
     the group's quantized weights into its layers, and the inputs go on through them. So each group sees inputs that already went
@@ -284,7 +285,8 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     lin = linears_of(block)
     singles = list(inputs)
     spans = [range(i, i + 1) for i in range(len(singles))]
-    if batch and batchable(singles, kwargs):
+    batched = batch and batchable(singles, kwargs)
+    if batched:
         spans = split_batches(len(singles), BATCHES_PER_CORE * torch.get_num_threads())
         inputs = [joined([singles[i] for i in r]) for r in spans]
     n = len(inputs)
@@ -298,7 +300,7 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     # single inputs: one more computing than there are cores, enough to fill them, few enough that
     # their working sets stay in cache; batches: one per core, since each running batch holds its
     # MLP's temporaries (the others wait their turn, or at the barrier)
-    running = threading.Semaphore(torch.get_num_threads() + (len(spans) == len(singles)))
+    running = threading.Semaphore(torch.get_num_threads() + (0 if batched else 1))
 
     def arrive(gi: int, x: Tensor | None) -> None:
         if x is not None:
