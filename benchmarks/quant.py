@@ -72,8 +72,10 @@ def run_job(python: str, script: str, args: list[str], log: Path) -> dict[str, A
         t0 = time.perf_counter()
         load0 = os.getloadavg()[0]
         with log.open("w") as f:
+            # run in the log's folder (the user cache), never the repository: gptqmodel writes its
+            # own log files into ./logs of its working directory
             p = subprocess.run([python, str(JOBS / script), *args], stdout=f, stderr=subprocess.STDOUT, env=env,
-                               cwd=JOBS)
+                               cwd=log.parent)
         wall = time.perf_counter() - t0
     meta = {"wall_s": wall, "locked": locked, "load_avg": [load0, os.getloadavg()[0]]}
     lines = log.read_text(errors="replace").splitlines()
