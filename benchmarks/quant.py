@@ -85,6 +85,12 @@ def run_job(python: str, script: str, args: list[str], log: Path) -> dict[str, A
     return {"error": f"exit {p.returncode}: " + " | ".join(lines[-5:])[-600:], **meta}
 
 
+def _commit() -> str:
+    """Return the commit the benchmark runs at."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
+
+
 def size_mb(path: Path) -> float:
     """Return the total size of a checkpoint's safetensors files in MiB."""
     return sum(f.stat().st_size for f in path.glob("*.safetensors")) / 2**20
@@ -98,7 +104,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--configs", default="w4g128,w3g128,w4g64,w3g64")
     ap.add_argument("--methods", default="rtn,gptq,awq",
-                    help="ours: rtn, gptq, awq, gptq-bf16 (GPTQ calibrated with bfloat16 matmuls)")
+                    help="ours: rtn, gptq (its default calibration dtype, auto), awq, gptq-fp32 / gptq-bf16 (GPTQ "
+                         "calibrated with float32 / bfloat16 matmuls)")
     ap.add_argument("--draws", default="0,1,2", help="calibration draws for our calibrated methods")
     ap.add_argument("--anchors", default="gptqmodel-gptq,llmc-gptq,llmc-awq")
     ap.add_argument("--anchor-draws", default="0")
@@ -152,6 +159,7 @@ def main() -> None:
                 jobs.append((f"{an} {conf} draw {d}", an, None, bits, group, d))
     logs = wd / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    commit = _commit()
     for key, who, method, bits, group, d in jobs:
         if a.only and not re.search(a.only, key):
             continue
@@ -161,7 +169,8 @@ def main() -> None:
         slug = re.sub(r"[^a-z0-9]+", "-", key.lower())
         ckpt = wd / "ckpt" / slug
         row: dict[str, Any] = {"key": key, "who": who, "method": method, "bits": bits, "group": group, "draw": d,
-                               "load_avg_start": os.getloadavg()[0], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                               "load_avg_start": os.getloadavg()[0], "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                               "commit": commit}
         if who == "float":
             row.update(method="float", file_MB=size_mb(Path(proto["model_dir"])))
             ev = run_job(me, "mdq_job.py", ["eval", str(proto_path), proto["model_dir"]], logs / f"{slug}-eval.log")
@@ -249,8 +258,7 @@ def _write(path: Path, rows: dict[str, dict[str, Any]], a: argparse.Namespace, p
             versions[n] = version(n)
         except Exception:  # noqa: BLE001 - a missing package is recorded as such
             versions[n] = None
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = _commit()
     extra = {"commit": commit, "versions": versions,
              "anchors": {"gptqmodel": "7.6.0 (CPU, torch 2.13.0, GPTQMODEL_CPU_WORKERS=2; asymmetric like ours, else its "
                                       "defaults: desc_act off with group-aware ordering). Rows whose 'anchor_sym' is "

@@ -1,6 +1,6 @@
 """mdq's side of the quantization benchmark, one job per process (so peak RSS is the job's own).
 
-    python mdq_job.py quantize PROTO OUT_DIR rtn|gptq|gptq-bf16|awq BITS GROUP SEED FORMAT [sym]
+    python mdq_job.py quantize PROTO OUT_DIR rtn|gptq|gptq-fp32|gptq-bf16|awq BITS GROUP SEED FORMAT [sym]
     python mdq_job.py eval PROTO CHECKPOINT_DIR [torch]      (a float or quantized checkpoint, any format)
 
 Quantization streams the float checkpoint block by block, as `mdq quantize` does; evaluation
@@ -34,14 +34,15 @@ def main() -> None:
         out, method, bits, group, seed, fmt = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
         model, tok = load_for_quantization(proto["model_dir"])
         samples = [torch.tensor([w]) for w in proto["calibration"][seed]]
-        algo = {"rtn": RTN, "gptq": GPTQ, "awq": AWQ,
-                "gptq-bf16": lambda: GPTQ(calibration="bfloat16")}[method]()  # bfloat16 calibration matmuls
+        algo = {"rtn": RTN, "gptq": GPTQ, "awq": AWQ,  # gptq: the default calibration dtype (auto)
+                "gptq-fp32": lambda: GPTQ(calibration="float32"),
+                "gptq-bf16": lambda: GPTQ(calibration="bfloat16")}[method]()
         t0 = time.perf_counter()
         sym = "sym" in sys.argv[9:]
-        quantize_model(model, QuantConfig(bits, group, sym), algo, samples if algo.needs_calibration else [])
+        done = quantize_model(model, QuantConfig(bits, group, sym), algo, samples if algo.needs_calibration else [])
         quant_s = time.perf_counter() - t0
         save(model, out, tok, fmt)
-        emit({"quant_s": quant_s, "peak_rss_mb": peak_rss_mb()})
+        emit({"quant_s": quant_s, "peak_rss_mb": peak_rss_mb(), **({"settings": done["settings"]} if "settings" in done else {})})
     else:
         from mdq_quantkit.models import load_any
 

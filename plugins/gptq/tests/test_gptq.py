@@ -64,16 +64,18 @@ def test_dead_inputs_and_a_singular_hessian():
 def test_bfloat16_calibration_runs_the_matmuls_in_bfloat16_and_still_beats_rtn():
     x = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(1))
     samples = [torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(i + 2)) for i in range(16)]
-    errs, codes = {}, {}
-    for name, b in (("rtn", RTN()), ("f32", GPTQ()), ("bf16", GPTQ(calibration="bfloat16"))):
+    errs, codes, used = {}, {}, {}
+    for name, b in (("rtn", RTN()), ("f32", GPTQ(calibration="float32")), ("bf16", GPTQ(calibration="bfloat16"))):
         m = tiny_llama()
         with torch.no_grad():
             ref = m(x).logits
             quantize_model(m, QuantConfig(3, 32), b, samples)
             errs[name] = float(((m(x).logits - ref) ** 2).mean())
         codes[name] = m.model.layers[1].mlp.down_proj.codes()
+        used[name] = m.mdq_quant.get("backend_settings", {}).get("calibration_dtype")
     assert errs["bf16"] < errs["rtn"]
     assert not torch.equal(codes["bf16"], codes["f32"])  # the option changes the calibration inputs
+    assert used == {"rtn": None, "f32": "float32", "bf16": "bfloat16"}  # the checkpoint says how it was made
     with pytest.raises(ValueError, match="float32, bfloat16 or auto"):
         GPTQ(calibration="float16")
 
@@ -146,3 +148,18 @@ def test_keep_columns_at_model_level_and_bad_shares():
 def test_registered(mdq_load_plugin):
     reg = mdq_load_plugin(plugin)
     assert isinstance(reg.get("quantizer", "gptq").obj(act_order=True), GPTQ)
+
+
+def test_default_calibration_is_auto_and_records_what_auto_resolved_to(monkeypatch):
+    import mdq_quantkit.layerwise as lw
+
+    assert GPTQ().calibration == "auto"
+    samples = [torch.randint(0, 256, (1, 32), generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    for native, want in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(lw.torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native, raising=False)
+        monkeypatch.setattr(lw.torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+        m = tiny_llama()
+        with torch.no_grad():
+            done = quantize_model(m, QuantConfig(4, 32), GPTQ(), samples)
+        assert done["settings"]["calibration"] == "auto" and done["settings"]["calibration_dtype"] == want
+        assert m.mdq_quant["backend_settings"] == done["settings"]

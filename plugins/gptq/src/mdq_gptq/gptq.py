@@ -153,17 +153,19 @@ class GPTQ:
     With `keep_columns` (a share of each layer's input columns, e.g. 0.01: at most that share, at
     least one column), the weak columns (`weak_columns`) stay in float16 and absorb the other
     columns' error (`gptq_keep`). `calibration` is the dtype of the calibration forward's matmuls
-    (`layerwise.calibration_dtype`): float32 by default; bfloat16 (what gptqmodel calibrates in
-    on CPU) quantized SmolLM2 at w4g128 1.5x faster on an AVX512-BF16 CPU, at a perplexity level
-    with float32's over three calibration draws. The weights GPTQ rounds, its Hessians and its
-    solve stay in float32 either way.
+    (`layerwise.calibration_dtype`): auto by default, which is bfloat16 where the hardware multiplies
+    it natively (a CUDA GPU; a CPU with AVX512-BF16 or AMX: what gptqmodel calibrates in there) and
+    float32 elsewhere. On an AVX512-BF16 CPU bfloat16 quantized SmolLM2 at w4g128 1.5x faster than
+    float32, at a perplexity level with float32's over three calibration draws. The weights GPTQ
+    rounds, its Hessians and its solve stay in float32 either way; `settings()` names the dtype a
+    run used, and a saved checkpoint records it.
     """
 
     name = "gptq"
     needs_calibration = True
 
     def __init__(self, blocksize: int = 128, damp: float = 0.01, act_order: bool = True,
-                 true_sequential: bool = True, keep_columns: float = 0.0, calibration: str = "float32") -> None:
+                 true_sequential: bool = True, keep_columns: float = 0.0, calibration: str = "auto") -> None:
         if blocksize < 1 or not 0 < damp < 1:
             raise ValueError(f"blocksize must be >= 1 and damp in (0, 1), got {blocksize}, {damp}")
         if not 0.0 <= keep_columns <= 0.5:
@@ -171,6 +173,14 @@ class GPTQ:
         calibration_dtype(calibration)  # an unknown name is refused here, before any work
         self.blocksize, self.damp, self.act_order = blocksize, damp, act_order
         self.true_sequential, self.keep_columns, self.calibration = true_sequential, keep_columns, calibration
+        self.used: torch.dtype | None = None  # the calibration dtype the last block ran in (auto resolved)
+
+    def settings(self) -> dict[str, Any]:
+        """Return the options this backend quantizes with, auto resolved to the dtype the last run used."""
+        used = "float32" if self.used is None else str(self.used).removeprefix("torch.")
+        return {"blocksize": self.blocksize, "damp": self.damp, "act_order": self.act_order,
+                "true_sequential": self.true_sequential, "keep_columns": self.keep_columns,
+                "calibration": self.calibration, "calibration_dtype": used if self.true_sequential else "float32"}
 
     def quantize_block(self, block: nn.Module, inputs: list[Tensor], kwargs: dict[str, Any],
                        cfg: QuantConfig) -> dict[str, Any]:
@@ -191,7 +201,7 @@ class GPTQ:
                     set_weight(lin[name], deq)  # the rest of this forward goes through the quantized weight
                 done.update(new)
 
-            dtype = calibration_dtype(self.calibration, inputs[0].device.type)
+            dtype = self.used = calibration_dtype(self.calibration, inputs[0].device.type)
             outputs: list[Tensor] | None = inline_pass(block, groups, inputs, kwargs, on_group, autocast=dtype)
         else:
             H = {g[0]: torch.zeros(shape_of(lin[g[0]])[1], shape_of(lin[g[0]])[1]) for g in groups}

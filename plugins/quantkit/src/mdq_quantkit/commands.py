@@ -104,9 +104,10 @@ def _selector(name: str, keep: str | None, state: Any = None) -> Any:
               "e.g. 1%, rounded down per layer, at least one (the weak columns, chosen by Hessian diagonal x "
               "rounding error; they absorb the others' error). mdq's format only.")
 @click.option("--calibration-dtype", "calibration", type=click.Choice(["float32", "bfloat16", "auto"]),
-              help="GPTQ: the dtype of the calibration forward's matmuls (default float32; bfloat16 is faster where "
-                   "the CPU has AVX512-BF16 or AMX, at some perplexity; auto picks bfloat16 there). The weights, "
-                   "Hessians and GPTQ's solve stay float32.")
+              help="GPTQ: the dtype of the calibration forward's matmuls (default auto: bfloat16 on a CUDA GPU or "
+                   "a CPU with AVX512-BF16 or AMX, where it is several times faster, else float32; float32 makes a "
+                   "run independent of the hardware). The weights, Hessians and GPTQ's solve stay float32; the "
+                   "checkpoint records the dtype used.")
 @click.option("--ledger", "ledger_url", envvar="MDQ_LEDGER", metavar="URL",
               help="With --outliers: the ledger whose live state gives the geoquant operator's keep, keep_scope and "
                    "md_percentile (default: MDQ_LEDGER, else the user's ledger if one exists, else the defaults).")

@@ -159,6 +159,8 @@ def load_quantized(path: str | Path) -> nn.Module:
     model = finish(model, weights)
     give_back_memory()
     model.mdq_quant = {k: doc[k] for k in ("backend", "config", "modules")}
+    if "backend_settings" in doc:  # kept, so a re-saved checkpoint still says how it was made
+        model.mdq_quant["backend_settings"] = doc["backend_settings"]
     return model
 
 
