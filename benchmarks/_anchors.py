@@ -52,5 +52,9 @@ def run(name: str, args: list[str], **kw: object) -> subprocess.CompletedProcess
 
 
 if __name__ == "__main__":
+    unknown = [n for n in sys.argv[1:] if n not in ANCHORS]
+    if unknown:  # --help lands here too
+        sys.exit(f"usage: python benchmarks/_anchors.py [{' '.join(ANCHORS)}]  (builds the named anchor venvs, "
+                 f"default all, under {anchors_dir()}); unknown: {' '.join(unknown)}")
     for n in sys.argv[1:] or list(ANCHORS):
         print(n, venv(n))
