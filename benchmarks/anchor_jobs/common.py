@@ -28,7 +28,18 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Return this process's peak resident memory so far, in MiB."""
+    """Return this process's peak resident memory so far, in MiB.
+
+    Linux's VmHWM, not getrusage's ru_maxrss: a child started by fork + exec inherits its
+    parent's peak in ru_maxrss (a benchmark parent that had converted the model made every job
+    report its 1.27 GB), while VmHWM belongs to the process's own address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
