@@ -199,3 +199,29 @@ def test_autocast_pass_multiplies_in_bfloat16_and_keeps_the_sums_float32():
     ref = forward_all(b, inputs, kw)
     assert all(torch.allclose(a.float(), e, atol=0.05, rtol=0.05) for a, e in zip(out, ref, strict=True))
     assert not all(torch.equal(a, e) for a, e in zip(out, ref, strict=True))
+
+
+class _TwoStep(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 7), torch.nn.Linear(7, 4)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def test_inline_pass_under_autocast_holds_no_float32_copies_while_a_group_is_quantized():
+    import gc
+
+    blk = _TwoStep()
+    xs = [torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    held = {}
+
+    def on_group(gi, h, t):
+        # b's inputs arrive in bfloat16 (a's autocast output); the float32 copies taken for the
+        # Hessian must be gone before the waiting inputs block here
+        held[gi] = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dtype == torch.float32
+                    and o.dim() == 2 and o.shape[-1] == 7 and o.shape[0] % 5 == 0]
+
+    inline_pass(blk, [["a"], ["b"]], xs, {}, on_group, autocast=torch.bfloat16)
+    assert set(held) == {0, 1} and held[1] == []

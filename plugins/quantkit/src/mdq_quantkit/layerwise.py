@@ -302,13 +302,14 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     # MLP's temporaries (the others wait their turn, or at the barrier)
     running = threading.Semaphore(torch.get_num_threads() + (0 if batched else 1))
 
-    def arrive(gi: int, x: Tensor | None) -> None:
-        if x is not None:
-            xtx = gram(x)  # float32 per input, summed across inputs in float64
-            with lock:
-                sums[gi] = xtx.double() if sums[gi] is None else sums[gi].add_(xtx)
-                tokens[gi] += x.shape[0]
-            del xtx  # not held while waiting: 32 waiting inputs x a 1536^2 Gram was most of the peak memory
+    def add(gi: int, x: Tensor) -> None:
+        xtx = gram(x)  # float32 per input, summed across inputs in float64
+        with lock:
+            sums[gi] = xtx.double() if sums[gi] is None else sums[gi].add_(xtx)
+            tokens[gi] += x.shape[0]
+        # xtx is not held while waiting: 32 waiting inputs x a 1536^2 Gram was most of the peak memory
+
+    def arrive() -> None:
         running.release()
         local.held = False
         gate.wait()  # every input has arrived: the caller quantizes the group
@@ -325,9 +326,14 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
             return  # a layer called again after its group was quantized
         for skipped in range(local.next, gi):
             local.skipped.add(skipped)
-            arrive(skipped, None)
+            arrive()
         local.next = gi + 1
-        arrive(gi, a[0].reshape(-1, a[0].shape[-1]).float())
+        x = a[0].reshape(-1, a[0].shape[-1]).float()
+        add(gi, x)
+        # under autocast x is a float32 copy of a bfloat16 input: dropped before waiting, or 8 waiting
+        # batches held 100 MB of copies at the down projection's barrier
+        del x
+        arrive()
 
     def work(i: int) -> None:
         torch.set_num_threads(1)
@@ -338,8 +344,8 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
             # grad mode and autocast are per thread
             with torch.no_grad(), torch.autocast(inputs[i].device.type, dtype=autocast, enabled=autocast is not None):
                 outputs[i] = run_block(block, inputs[i], kwargs)
-            for rest in range(local.next, len(groups)):
-                arrive(rest, None)
+            for _rest in range(local.next, len(groups)):
+                arrive()
         except threading.BrokenBarrierError:
             pass
         except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
