@@ -163,3 +163,21 @@ def test_default_calibration_is_auto_and_records_what_auto_resolved_to(monkeypat
             done = quantize_model(m, QuantConfig(4, 32), GPTQ(), samples)
         assert done["settings"]["calibration"] == "auto" and done["settings"]["calibration_dtype"] == want
         assert m.mdq_quant["backend_settings"] == done["settings"]
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_the_solve_reports_its_objective_which_gives_the_proxy_loss_without_a_matmul(act_order):
+    X, W, H = _problem()
+    X[:, 5] = 0  # a dead column: its error costs nothing
+    H = X.t() @ X * 2 / X.shape[0]
+    cfg = QuantConfig(4, 32)
+    for keep in (None, torch.tensor([3, 17])):
+        solve = {}
+        codes, s, z, vals = gptq_keep(W, H, cfg, keep, act_order=act_order, solve=solve)
+        deq = dequantize(codes, s, z, cfg)
+        if keep is not None:
+            deq[:, keep] = vals
+        d = deq - W
+        direct = float(torch.einsum("oi,ij,oj->", d, H, d))
+        via_solve = float(solve["row_objective"].sum()) - solve["damping"] * float(d[:, torch.diag(H) != 0].pow(2).sum())
+        assert solve["damping"] > 0 and via_solve == pytest.approx(direct, rel=1e-4)

@@ -22,8 +22,8 @@ def check_finite(w: Tensor, what: str) -> None:
 def group_params(w: Tensor, cfg: QuantConfig) -> tuple[Tensor, Tensor]:
     """Return (scale, zero) per row for one group of columns w (rows, g)."""
     maxq = cfg.maxq
-    xmin = torch.clamp(w.min(1).values, max=0)
-    xmax = torch.clamp(w.max(1).values, min=0)
+    lo, hi = torch.aminmax(w, dim=1)  # one pass over the group instead of two
+    xmin, xmax = torch.clamp(lo, max=0), torch.clamp(hi, min=0)
     if cfg.sym:
         xmax = torch.maximum(xmin.abs(), xmax)
         xmin = -xmax
