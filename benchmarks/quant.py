@@ -230,7 +230,8 @@ def summarize(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "model_mb": statistics.mean(r.get("model_mb") or 0 for r in rs) or None,
                 "decode_tok_s": statistics.mean(tps) if tps else None,
                 "unlocked_quant_s": statistics.mean([r["quant_s"] for r in rs if r.get("quant_s") is not None]
-                                                    or [0]) or None}
+                                                    or [0]) or None,
+                "commits": sorted({r.get("commit", "") for r in rs})}
         out.append(line)
     anchors = {}
     for line in out:
@@ -240,7 +241,9 @@ def summarize(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if line["who"] == "mdq":  # a variant (gptq-bf16) is compared with its method's anchors
             theirs = anchors.get((line["method"].split("-")[0], line["config"]), [])
             if theirs:
-                timed = [t["quant_s"] for t in theirs if t["quant_s"]]
+                # a time ratio only against anchor jobs of the same run (commit): this VM's speed
+                # drifts by 10-30% over an hour, so times from two runs are not comparable
+                timed = [t["quant_s"] for t in theirs if t["quant_s"] and set(t["commits"]) & set(line["commits"])]
                 if timed:
                     line["time_vs_fastest_anchor"] = line["quant_s"] / min(timed)
                 line["best_anchor_ppl"] = min(t["ppl"] for t in theirs)
