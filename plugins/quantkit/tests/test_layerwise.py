@@ -220,7 +220,7 @@ def test_inline_pass_under_autocast_holds_no_float32_copies_while_a_group_is_qua
     def on_group(gi, h, t):
         # b's inputs arrive in bfloat16 (a's autocast output); the float32 copies taken for the
         # Hessian must be gone before the waiting inputs block here
-        held[gi] = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dtype == torch.float32
+        held[gi] = [o for o in gc.get_objects() if type(o) is torch.Tensor and o.dtype == torch.float32
                     and o.dim() == 2 and o.shape[-1] == 7 and o.shape[0] % 5 == 0]
 
     inline_pass(blk, [["a"], ["b"]], xs, {}, on_group, autocast=torch.bfloat16)
