@@ -255,13 +255,13 @@ class GPTQ:
         if keep is not None:
             deq[:, keep] = vals.float()
         out, r = {}, 0
+        live = torch.diag(h) != 0  # the columns H sees: a dead column's error costs nothing
         for name, w in zip(names, ws, strict=True):
             rows = slice(r, r + w.shape[0])
             r += w.shape[0]
             d = deq[rows] - w
-            # (w - q) H (w - q)^T = the solve's damped objective - lambda |w - q|^2 over the columns H
-            # sees (a dead column's error costs nothing), which spares an (out x in x in) matmul per layer
-            live = torch.diag(h) != 0
+            # (w - q) H (w - q)^T = the solve's damped objective - lambda |w - q|^2 over the live
+            # columns, which spares an (out x in x in) matmul per layer
             weight_err = float(d.pow(2).sum())
             proxy = float(solve["row_objective"][rows].sum()) - solve["damping"] * float(d[:, live].pow(2).sum())
             stats[name] = {"weight_err": weight_err, "proxy_loss": max(proxy, 0.0)}

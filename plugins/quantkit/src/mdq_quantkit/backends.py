@@ -86,11 +86,10 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, backend: Backend, samples
             m.kernel_request = "auto"
             m.choose_kernel()
     model.mdq_quant = {"backend": backend.name, "config": cfg.to_json(), "modules": _names(model)}
-    settings = getattr(backend, "settings", None)
-    if settings is not None:  # e.g. the calibration dtype GPTQ's auto resolved to: the file says how it was made
-        model.mdq_quant["backend_settings"] = settings()
-    return {"backend": backend.name, "config": cfg.to_json(), "seconds": time.perf_counter() - t0, "layers": stats,
-            **({"settings": model.mdq_quant["backend_settings"]} if settings is not None else {})}
+    done = {"backend": backend.name, "config": cfg.to_json(), "seconds": time.perf_counter() - t0, "layers": stats}
+    if hasattr(backend, "settings"):  # e.g. the calibration dtype GPTQ's auto resolved to: the file says how it was made
+        model.mdq_quant["backend_settings"] = done["settings"] = backend.settings()
+    return done
 
 
 def _names(model: nn.Module) -> list[str]:
