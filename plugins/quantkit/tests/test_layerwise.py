@@ -188,7 +188,7 @@ def test_calibration_dtype_names_and_auto(monkeypatch):
         calibration_dtype("fp16")
 
 
-def test_autocast_pass_multiplies_in_bfloat16_and_keeps_the_sums_float32():
+def test_autocast_pass_multiplies_in_bfloat16_and_hands_over_float32_sums():
     b, inputs, kw, groups = _first_block()
     seen = []
     hook = b.mlp.down_proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
@@ -225,3 +225,27 @@ def test_inline_pass_under_autocast_holds_no_float32_copies_while_a_group_is_qua
 
     inline_pass(blk, [["a"], ["b"]], xs, {}, on_group, autocast=torch.bfloat16)
     assert set(held) == {0, 1} and held[1] == []
+
+
+def test_autocast_pass_takes_the_grams_in_bfloat16_under_bfloat16_and_in_float32_otherwise():
+    xs = [torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    got = {}
+    for dt in (torch.bfloat16, torch.float16, None):
+        sums = {}
+        inline_pass(_TwoStep(), [["a"], ["b"]], xs, {}, lambda gi, h, t: sums.__setitem__(gi, h), batch=False,
+                    autocast=dt)
+        got[dt] = sums[0]
+    flat = [x.reshape(-1, 4) for x in xs]
+    bf16 = sum(gram(x.bfloat16()).double() for x in flat).float()
+    f32 = sum(gram(x).double() for x in flat).float()
+    assert torch.equal(got[torch.bfloat16], bf16) and not torch.equal(bf16, f32)
+    # float16's range ends at 65504: its sums of squares would overflow, so it keeps float32's
+    assert torch.equal(got[torch.float16], f32) and torch.equal(got[None], f32)
+
+
+def test_autocast_float16_pass_keeps_large_grams_finite():
+    xs = [300 * torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    sums = {}
+    inline_pass(_TwoStep(), [["a"], ["b"]], xs, {}, lambda gi, h, t: sums.__setitem__(gi, h), batch=False,
+                autocast=torch.float16)
+    assert float(sums[0].abs().max()) > 65504 and bool(torch.isfinite(sums[0]).all())

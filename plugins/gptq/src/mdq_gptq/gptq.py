@@ -139,7 +139,8 @@ def gptq_keep(W: Tensor, H: Tensor, cfg: QuantConfig, keep: Tensor | None, *, bl
             # in place into the code and error rows: this loop runs once per input column, so
             # every temporary it does not allocate is time saved (same operations, same order)
             torch.div(w, s, out=q).round_().add_(z).clamp_(0, maxq)
-            torch.sub(q, z, out=err).mul_(s).neg_().add_(w).div_(diag[i])  # (w - s (q - z)) / d, exactly
+            torch.sub(q, z, out=err).mul_(s)
+            torch.sub(w, err, out=err).div_(diag[i])  # (w - s (q - z)) / d, exactly
             if i + 1 < i2 - i1:  # row i is done: only the rows after it take its error
                 W1[i + 1:].addr_(Hinv1[i, i + 1:], err, alpha=-1)
         Wt[i2:].addmm_(Hinv[i1:i2, i2:].t(), Err1, alpha=-1)
