@@ -34,6 +34,7 @@ class Bench:
     quick: tuple[str, ...] | None = ("--quick",)  # None: not part of a smoke run (it needs a full run's outputs)
     cost: str = "minutes"
     outputs: tuple[str, ...] = ()  # results/NAME.json files it writes (default: its own name)
+    cuda: bool = False  # a full run needs a CUDA device (its smoke run does not)
 
 
 BENCHMARKS: dict[str, Bench] = {
@@ -59,6 +60,8 @@ BENCHMARKS: dict[str, Bench] = {
                     quick=None, cost="~15 min on 2 cores"),
     "interop": Bench("interop.py", "writer x loader perplexity across GPTQ / compressed-tensors tools (after quant.py)",
                      quick=None, cost="~1 h on 2 cores"),
+    "gpu": Bench("gpu.py", "triton dequant-matmul vs the torch path and a float16 matmul (needs a CUDA GPU)",
+                 quick=("--smoke",), cost="~2 min on a GPU", cuda=True),
     "generate": Bench("generate.py", "tokens/s of the generate pipeline vs transformers' generate", cost="~10 min"),
     "geoquant": Bench("geoquant.py", "MD time, MD vs loss over seeds, classification time, planted secrets",
                       cost="~1.5 h on 2 cores"),
@@ -81,6 +84,13 @@ def select(only: str | None) -> list[str]:
         raise SystemExit(f"run.py: --only {only!r}: unknown benchmark(s) {unknown or ['(empty)']}; "
                          f"known: {', '.join(BENCHMARKS)}")
     return [n for n in BENCHMARKS if n in names]
+
+
+def cuda_present() -> bool:
+    """Return True where torch sees a CUDA device (asked in a child process: run.py itself imports no torch)."""
+    r = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() == "True"
 
 
 def provenance(path: Path) -> str:
@@ -125,6 +135,10 @@ def main() -> None:
         b = BENCHMARKS[n]
         if a.quick and b.quick is None:
             print(f"== {n}: not part of a smoke run (it reads what a full run of another benchmark wrote)", flush=True)
+            continue
+        if b.cuda and not a.quick and not cuda_present():
+            print(f"== {n}: skipped, no CUDA device here (its full run measures a GPU)", flush=True)
+            runs.append({"benchmark": n, "skipped": "no CUDA device", "returncode": 0, "wall_s": 0.0})
             continue
         cmd = [sys.executable, str(HERE / b.script), *(b.quick if a.quick else b.full)]
         print(f"== {n}: {' '.join(cmd[1:])}", flush=True)

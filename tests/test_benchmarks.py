@@ -129,3 +129,33 @@ def test_mixed_precision_goal_is_judged_on_the_mean_gain_of_the_best_selector_at
     assert not mp.goal(mp.summarize(base + [run("hessian", 0, 19.0)]))["met"]
     assert mp.goal(mp.summarize(base)) == {"goal": mp.GOAL, "measured": False}  # nothing kept: not measured, not met
     assert "columns" in mp.SELECTORS and "columns" not in mp.ROW_SELECTORS
+
+
+def test_gpu_benchmark_refuses_without_cuda_and_writes_nothing(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the refusal is for machines without one")
+    env = {**__import__("os").environ, "MDQ_BENCH_RESULTS": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(BENCH / "gpu.py")], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "no CUDA device" in r.stderr and not list(tmp_path.iterdir())
+    r = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--m", "0,4"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "--m takes positive integers" in r.stderr
+
+
+def test_gpu_benchmark_smoke_runs_every_path_and_each_computes_the_product(tmp_path):
+    import os
+
+    env = {**os.environ, "MDQ_BENCH_RESULTS": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--smoke"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "gpu-smoke.json").read_text())
+    assert doc["smoke"] and doc["gpu"].startswith("none")
+    paths = {"triton", "torch, dequant + matmul", "torch, cached weight", "float16 matmul"}
+    assert {row["path"] for row in doc["rows"]} == paths and len(doc["rows"]) == 2 * 2 * len(paths)
+    for row in doc["rows"]:
+        # float16 inputs against a float32 product: a wrong kernel is off by O(1), not by rounding
+        assert row["max_rel_err"] < 2e-2 and row["us"] > 0 and row["weight_KB"] > 0, row
+    packed = {row["weight_KB"] for row in doc["rows"] if row["path"] == "triton" and row["layer"] == "tiny"}
+    dense = {row["weight_KB"] for row in doc["rows"] if row["path"] == "float16 matmul" and row["layer"] == "tiny"}
+    assert max(packed) < min(dense) / 2  # 4-bit codes plus float16 scales: under half a float16 weight
