@@ -165,6 +165,13 @@ def test_default_calibration_is_auto_and_records_what_auto_resolved_to(monkeypat
         assert m.mdq_quant["backend_settings"] == done["settings"]
 
 
+def test_settings_before_any_run_do_not_guess_what_auto_will_resolve_to():
+    assert GPTQ().settings()["calibration_dtype"] is None  # auto: decided by the inputs' device, per run
+    assert GPTQ(calibration="bfloat16").settings()["calibration_dtype"] == "bfloat16"
+    assert GPTQ(calibration="float32").settings()["calibration_dtype"] == "float32"
+    assert GPTQ(true_sequential=False).settings()["calibration_dtype"] == "float32"  # that pass never autocasts
+
+
 @pytest.mark.parametrize("act_order", [False, True])
 def test_the_solve_reports_its_objective_which_gives_the_proxy_loss_without_a_matmul(act_order):
     X, W, H = _problem()

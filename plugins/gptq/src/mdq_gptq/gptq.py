@@ -172,9 +172,10 @@ class GPTQ:
     (`layerwise.calibration_dtype`): auto by default, which is bfloat16 where the hardware multiplies
     it natively (a CUDA GPU; a CPU with AVX512-BF16 or AMX: what gptqmodel calibrates in there) and
     float32 elsewhere. On an AVX512-BF16 CPU bfloat16 quantized SmolLM2 at w4g128 1.5x faster than
-    float32, at a perplexity level with float32's over three calibration draws. The weights GPTQ
-    rounds, its Hessians and its solve stay in float32 either way; `settings()` names the dtype a
-    run used, and a saved checkpoint records it.
+    float32, at a perplexity level with float32's over three calibration draws. Under bfloat16 each
+    batch's Gram is bfloat16 too, summed in float64; the weights GPTQ rounds, the summed Hessians
+    and the solve stay float32 either way. `settings()` names the dtype a run used, and a saved
+    checkpoint records it.
     """
 
     name = "gptq"
@@ -190,10 +191,19 @@ class GPTQ:
         self.blocksize, self.damp, self.act_order = blocksize, damp, act_order
         self.true_sequential, self.keep_columns, self.calibration = true_sequential, keep_columns, calibration
         self.used: torch.dtype | None = None  # the calibration dtype the last block ran in (auto resolved)
+        self.ran = False
 
     def settings(self) -> dict[str, Any]:
-        """Return the options this backend quantizes with, auto resolved to the dtype the last run used."""
-        used = "float32" if self.used is None else str(self.used).removeprefix("torch.")
+        """Return the options this backend quantizes with, auto resolved to the dtype the last run used.
+
+        Before any block has run, `calibration_dtype` is None where it depends on the hardware (auto
+        is resolved per run, by the device of the inputs), not a guess.
+        """
+        if self.ran or not self.true_sequential:
+            used: str | None = "float32" if self.used is None else str(self.used).removeprefix("torch.")
+        else:
+            fixed = {"float32": "float32", "bfloat16": "bfloat16"}
+            used = fixed.get(self.calibration)
         return {"blocksize": self.blocksize, "damp": self.damp, "act_order": self.act_order,
                 "true_sequential": self.true_sequential, "keep_columns": self.keep_columns,
                 "calibration": self.calibration, "calibration_dtype": used if self.true_sequential else "float32"}
@@ -218,6 +228,7 @@ class GPTQ:
                 done.update(new)
 
             dtype = self.used = calibration_dtype(self.calibration, inputs[0].device.type)
+            self.ran = True
             outputs: list[Tensor] | None = inline_pass(block, groups, inputs, kwargs, on_group, autocast=dtype)
         else:
             H = {g[0]: torch.zeros(shape_of(lin[g[0]])[1], shape_of(lin[g[0]])[1]) for g in groups}
