@@ -90,6 +90,8 @@ def cuda_present() -> bool:
     """Return True where torch sees a CUDA device (asked in a child process: run.py itself imports no torch)."""
     r = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
                        capture_output=True, text=True)
+    if r.returncode != 0:  # a broken torch is an error, not a machine without a GPU
+        raise SystemExit(f"run.py: could not import torch to look for a CUDA device: {r.stderr.strip()[-500:]}")
     return r.stdout.strip() == "True"
 
 
@@ -150,7 +152,9 @@ def main() -> None:
     (results / "run.json").write_text(json.dumps({"quick": a.quick, "runs": runs, "environment": environment()},
                                                  indent=2) + "\n")
     failed = [r["benchmark"] for r in runs if r["returncode"] != 0]
-    print(f"ran {len(runs)} benchmark(s) in {sum(r['wall_s'] for r in runs):.0f} s"
+    skipped = [r["benchmark"] for r in runs if "skipped" in r]
+    print(f"ran {len(runs) - len(skipped)} benchmark(s) in {sum(r['wall_s'] for r in runs):.0f} s"
+          + (f"; skipped: {', '.join(skipped)}" if skipped else "")
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     sys.exit(1 if failed else 0)
 

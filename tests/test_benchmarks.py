@@ -154,8 +154,23 @@ def test_gpu_benchmark_smoke_runs_every_path_and_each_computes_the_product(tmp_p
     paths = {"triton", "torch, dequant + matmul", "torch, cached weight", "float16 matmul"}
     assert {row["path"] for row in doc["rows"]} == paths and len(doc["rows"]) == 2 * 2 * len(paths)
     for row in doc["rows"]:
-        # float16 inputs against a float32 product: a wrong kernel is off by O(1), not by rounding
-        assert row["max_rel_err"] < 2e-2 and row["us"] > 0 and row["weight_KB"] > 0, row
+        # on CPU triton multiplies in float32 (exact to ~1e-7); the torch paths round x to float16 (~5e-4):
+        # a code off by one step in a group is ~1e-2
+        tol = 1e-5 if row["path"] == "triton" else 5e-3
+        assert row["ok"] and row["max_rel_err"] < tol and row["us"] > 0 and row["weight_KB"] > 0, row
     packed = {row["weight_KB"] for row in doc["rows"] if row["path"] == "triton" and row["layer"] == "tiny"}
     dense = {row["weight_KB"] for row in doc["rows"] if row["path"] == "float16 matmul" and row["layer"] == "tiny"}
     assert max(packed) < min(dense) / 2  # 4-bit codes plus float16 scales: under half a float16 weight
+
+
+def test_a_full_run_skips_the_gpu_benchmark_without_cuda_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run, "cuda_present", lambda: False)
+    monkeypatch.setenv("MDQ_BENCH_RESULTS", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["run.py", "--only", "gpu"])
+    with pytest.raises(SystemExit) as e:
+        run.main()
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "skipped, no CUDA device" in out and "ran 0 benchmark(s)" in out and "skipped: gpu" in out
+    [r] = json.loads((tmp_path / "run.json").read_text())["runs"]
+    assert r["skipped"] == "no CUDA device" and r["benchmark"] == "gpu"

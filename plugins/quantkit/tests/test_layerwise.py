@@ -202,40 +202,46 @@ def test_autocast_pass_multiplies_in_bfloat16_and_hands_over_float32_sums():
 
 
 class _TwoStep(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, k: int = 4, h: int = 7) -> None:
         super().__init__()
-        self.a, self.b = torch.nn.Linear(4, 7), torch.nn.Linear(7, 4)
+        self.a, self.b = torch.nn.Linear(k, h), torch.nn.Linear(h, k)
 
     def forward(self, x):
         return self.b(self.a(x))
 
 
-def test_inline_pass_under_autocast_holds_no_float32_copies_while_a_group_is_quantized():
+@pytest.mark.parametrize("autocast, copied, gi, width", [
+    # float16: b's inputs arrive in float16 (a's output) and are copied to float32 for the Gram
+    (torch.float16, torch.float32, 1, 7),
+    # bfloat16: a's inputs arrive in float32 and are copied to bfloat16 for the Gram
+    (torch.bfloat16, torch.bfloat16, 0, 4),
+])
+def test_inline_pass_under_autocast_holds_no_gram_copies_while_a_group_is_quantized(autocast, copied, gi, width):
     import gc
 
     blk = _TwoStep()
     xs = [torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(i)) for i in range(6)]
     held = {}
 
-    def on_group(gi, h, t):
-        # b's inputs arrive in bfloat16 (a's autocast output); the float32 copies taken for the
-        # Hessian must be gone before the waiting inputs block here
-        held[gi] = [o for o in gc.get_objects() if type(o) is torch.Tensor and o.dtype == torch.float32
-                    and o.dim() == 2 and o.shape[-1] == 7 and o.shape[0] % 5 == 0]
+    def on_group(g, h, t):
+        # the copies taken for the Hessian must be gone before the waiting inputs block here
+        held[g] = [o for o in gc.get_objects() if type(o) is torch.Tensor and o.dtype == copied
+                   and o.dim() == 2 and o.shape[-1] == width and o.shape[0] % 5 == 0]
 
-    inline_pass(blk, [["a"], ["b"]], xs, {}, on_group, autocast=torch.bfloat16)
-    assert set(held) == {0, 1} and held[1] == []
+    inline_pass(blk, [["a"], ["b"]], xs, {}, on_group, autocast=autocast)
+    assert set(held) == {0, 1} and held[gi] == []
 
 
-def test_autocast_pass_takes_the_grams_in_bfloat16_under_bfloat16_and_in_float32_otherwise():
-    xs = [torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+@pytest.mark.parametrize("k", [4, 300])  # 300: wider than one block of `gram`
+def test_autocast_pass_takes_the_grams_in_bfloat16_under_bfloat16_and_in_float32_otherwise(k):
+    xs = [torch.randn(1, 5, k, generator=torch.Generator().manual_seed(i)) for i in range(6)]
     got = {}
     for dt in (torch.bfloat16, torch.float16, None):
         sums = {}
-        inline_pass(_TwoStep(), [["a"], ["b"]], xs, {}, lambda gi, h, t: sums.__setitem__(gi, h), batch=False,
+        inline_pass(_TwoStep(k), [["a"], ["b"]], xs, {}, lambda gi, h, t: sums.__setitem__(gi, h), batch=False,
                     autocast=dt)
         got[dt] = sums[0]
-    flat = [x.reshape(-1, 4) for x in xs]
+    flat = [x.reshape(-1, k) for x in xs]
     bf16 = sum(gram(x.bfloat16()).double() for x in flat).float()
     f32 = sum(gram(x).double() for x in flat).float()
     assert torch.equal(got[torch.bfloat16], bf16) and not torch.equal(bf16, f32)

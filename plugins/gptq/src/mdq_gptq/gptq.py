@@ -191,7 +191,7 @@ class GPTQ:
         self.blocksize, self.damp, self.act_order = blocksize, damp, act_order
         self.true_sequential, self.keep_columns, self.calibration = true_sequential, keep_columns, calibration
         self.used: torch.dtype | None = None  # the calibration dtype the last block ran in (auto resolved)
-        self.ran = False
+        self.ran = False  # used is None both before a run and after a float32 one
 
     def settings(self) -> dict[str, Any]:
         """Return the options this backend quantizes with, auto resolved to the dtype the last run used.
@@ -199,11 +199,10 @@ class GPTQ:
         Before any block has run, `calibration_dtype` is None where it depends on the hardware (auto
         is resolved per run, by the device of the inputs), not a guess.
         """
-        if self.ran or not self.true_sequential:
+        if self.ran:
             used: str | None = "float32" if self.used is None else str(self.used).removeprefix("torch.")
         else:
-            fixed = {"float32": "float32", "bfloat16": "bfloat16"}
-            used = fixed.get(self.calibration)
+            used = None if self.calibration == "auto" else self.calibration
         return {"blocksize": self.blocksize, "damp": self.damp, "act_order": self.act_order,
                 "true_sequential": self.true_sequential, "keep_columns": self.keep_columns,
                 "calibration": self.calibration, "calibration_dtype": used if self.true_sequential else "float32"}

@@ -272,7 +272,8 @@ def inline_pass(block: nn.Module, groups: Sequence[Sequence[str]], inputs: Seque
     With `autocast` (e.g. torch.bfloat16) the block runs under torch's autocast: matmuls in that
     dtype, weights and the residual stream kept in float32. Each input's x^T x is taken in bfloat16
     under bfloat16 autocast (the layer multiplies its input in bfloat16 anyway; the matmul
-    accumulates in float32 and rounds its result, 4x faster than float32 on a CPU with AVX512-BF16),
+    accumulates in float32 and rounds its result; ~4x faster than float32 on a CPU with AVX512-BF16 in
+    a one-off probe of 2,048 tokens at widths 576 and 1536),
     else in float32; the sums across inputs are float64. When a group's first layer is
     reached, the thread adds x^T x of its input to the group's sum and waits; once every input
     has arrived, `on_group(index, sum x^T x, tokens)` runs on the calling thread and must write
