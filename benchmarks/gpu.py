@@ -92,24 +92,21 @@ def measure(shapes: dict[str, tuple[int, int]], ms: list[int], bits: int, group:
         cfg = QuantConfig(bits, group)
         w = torch.randn(n, k, generator=gen) / k ** 0.5
         codes, s, z = rtn(w, cfg)
-        cached = QuantLinear.from_codes(codes, s, z, cfg, kernel="torch").to(device)
-        packed = QuantLinear.from_codes(codes, s, z, cfg, kernel="torch").to(device)
-        qw, sc, ze = packed.qweight, packed.scales, packed.zeros
+        layer = QuantLinear.from_codes(codes, s, z, cfg, kernel="torch").to(device)
+        qw, sc, ze = layer.qweight, layer.scales, layer.zeros  # kept by the layer beside its cached weight
+        packed = qw.nbytes + sc.nbytes + ze.nbytes
         deq = dequantize(codes, s.half().float(), z, cfg).to(device)  # what every path should compute
         w16 = deq.half()
         for m in ms:
             x = torch.randn(m, k, generator=gen).to(device).half()
             ref = x.float() @ deq.t()
+            layer(x)  # builds the cached weight, so its bytes can be counted
             paths: dict[str, tuple[Callable[[], Any], int]] = {
-                "triton": (lambda: dequant_matmul(x, qw, sc, ze, cfg), qw.nbytes + sc.nbytes + ze.nbytes),
-                "torch, dequant + matmul": (lambda: x @ dequantize(packed.codes(), sc, ze, cfg).half().t(),
-                                            qw.nbytes + sc.nbytes + ze.nbytes),
-                "torch, cached weight": (lambda: cached(x), 0),
+                "triton": (lambda: dequant_matmul(x, qw, sc, ze, cfg), packed),
+                "torch, dequant + matmul": (lambda: x @ dequantize(layer.codes(), sc, ze, cfg).half().t(), packed),
+                "torch, cached weight": (lambda: layer(x), packed + layer._weight.nbytes),
                 "float16 matmul": (lambda: x @ w16.t(), w16.nbytes),
             }
-            cached(x)  # builds the cached weight, so its bytes can be counted
-            kept = cached._weight.nbytes + sum(t.nbytes for t in (cached.qweight, cached.scales, cached.zeros))
-            paths["torch, cached weight"] = (paths["torch, cached weight"][0], kept)
             times: dict[str, list[float]] = {p: [] for p in paths}
             for _round in range(3):  # alternated, so drift in clocks or load touches every path alike
                 for p, (fn, _b) in paths.items():

@@ -190,8 +190,7 @@ class GPTQ:
         calibration_dtype(calibration)  # an unknown name is refused here, before any work
         self.blocksize, self.damp, self.act_order = blocksize, damp, act_order
         self.true_sequential, self.keep_columns, self.calibration = true_sequential, keep_columns, calibration
-        self.used: torch.dtype | None = None  # the calibration dtype the last block ran in (auto resolved)
-        self.ran = False  # used is None both before a run and after a float32 one
+        self.used: str | None = None  # the calibration dtype the last block ran in (auto resolved); None before a run
 
     def settings(self) -> dict[str, Any]:
         """Return the options this backend quantizes with, auto resolved to the dtype the last run used.
@@ -199,10 +198,7 @@ class GPTQ:
         Before any block has run, `calibration_dtype` is None where it depends on the hardware (auto
         is resolved per run, by the device of the inputs), not a guess.
         """
-        if self.ran:
-            used: str | None = "float32" if self.used is None else str(self.used).removeprefix("torch.")
-        else:
-            used = None if self.calibration == "auto" else self.calibration
+        used = self.used or (None if self.calibration == "auto" else self.calibration)
         return {"blocksize": self.blocksize, "damp": self.damp, "act_order": self.act_order,
                 "true_sequential": self.true_sequential, "keep_columns": self.keep_columns,
                 "calibration": self.calibration, "calibration_dtype": used if self.true_sequential else "float32"}
@@ -226,8 +222,8 @@ class GPTQ:
                     set_weight(lin[name], deq)  # the rest of this forward goes through the quantized weight
                 done.update(new)
 
-            dtype = self.used = calibration_dtype(self.calibration, inputs[0].device.type)
-            self.ran = True
+            dtype = calibration_dtype(self.calibration, inputs[0].device.type)
+            self.used = "float32" if dtype is None else str(dtype).removeprefix("torch.")
             outputs: list[Tensor] | None = inline_pass(block, groups, inputs, kwargs, on_group, autocast=dtype)
         else:
             H = {g[0]: torch.zeros(shape_of(lin[g[0]])[1], shape_of(lin[g[0]])[1]) for g in groups}
